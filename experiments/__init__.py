@@ -1,0 +1,1 @@
+"""The application: data-set loaders, the experiment runner and one module per experiment."""

@@ -1,0 +1,218 @@
+"""Results on disk: atomic files, CSV and Markdown tables, the run manifest.
+
+Layout of one run::
+
+    results/<experiment>/<run-id>/
+        <table>.csv        one file per table, header row + one row per record
+        <table>.md         the same table in Markdown
+        manifest.json      config, seed, data sets (name, split, checksum),
+                           package versions, git commit, machine, timings, status
+
+Every file is written to a temporary file in the same folder and renamed into
+place (``os.replace``), so a reader never sees a half-written file and an
+interrupted run never leaves a truncated table behind. ``manifest.json`` is
+written last; its ``status`` is ``"complete"`` only when the experiment finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+__all__ = [
+    "atomic_write",
+    "write_table",
+    "markdown_table",
+    "new_run_id",
+    "package_versions",
+    "git_commit",
+    "machine_info",
+    "write_json",
+]
+
+#: Distributions whose versions every manifest records.
+PACKAGES = (
+    "numpy", "scipy", "scikit-learn", "opencv-python-headless", "opencv-python", "torch",
+    "torchvision", "joblib", "tqdm", "matplotlib", "pillow",
+)
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    The temporary file lives in the target folder (a rename is atomic only
+    within one file system) and is removed if anything fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _columns(rows: Sequence[Mapping]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in cols:
+                cols.append(key)
+    return cols
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def csv_text(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as CSV text (columns in first-seen order unless given)."""
+    columns = list(columns or _columns(rows))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as a GitHub-flavoured Markdown table; numbers right-aligned."""
+    columns = list(columns or _columns(rows))
+    cells = [[_cell(row.get(c)).replace("|", "\\|") for c in columns] for row in rows]
+    numeric = [
+        all(isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool) for row in rows)
+        for c in columns
+    ]
+    widths = [max([len(c), 3, *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+
+    def line(values):
+        out = []
+        for v, w, num in zip(values, widths, numeric):
+            out.append(v.rjust(w) if num else v.ljust(w))
+        return "| " + " | ".join(out) + " |"
+
+    rule = "| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)) + " |"
+    return "\n".join([line(columns), rule, *(line(r) for r in cells)]) + "\n"
+
+
+def write_table(folder: str | os.PathLike, name: str, rows: Sequence[Mapping],
+                columns: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.csv`` and ``<name>.md`` into ``folder``, atomically."""
+    if not rows:
+        raise ValueError(f"table {name!r} has no rows; an experiment must not write empty tables")
+    folder = Path(folder)
+    columns = list(columns or _columns(rows))
+    return (
+        atomic_write(folder / f"{name}.csv", csv_text(rows, columns)),
+        atomic_write(folder / f"{name}.md", markdown_table(rows, columns)),
+    )
+
+
+def _json_default(obj):
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxx``: UTC time plus 4 random hex digits (no collisions
+    between runs started in the same second)."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> dict[str, object] | None:
+    """``{"commit": sha, "dirty": bool}`` of the project checkout, or None outside git."""
+    repo = Path(repo) if repo else Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": sha, "dirty": bool(status.strip())}
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, object]:
+    """Host, OS, CPU model and count, memory, and the CUDA devices torch sees."""
+    info: dict[str, object] = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return info
