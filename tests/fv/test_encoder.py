@@ -1,0 +1,175 @@
+"""FisherVectorEncoder, ValidatedLinearSVM and the pipeline: composition, parallelism, contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+
+from fv.dsift import phow
+from fv.encoder import FisherVectorEncoder, ValidatedLinearSVM, encode_to_file, make_pipeline, root_sift
+from fv.fisher import fisher_vector, spatial_pyramid_fisher_vector
+
+SMALL = dict(sizes=(4, 6), step=4, pca_components=8, n_components=4, gmm_max_iter=20, n_fit_descriptors=3000,
+             batch_size=7, random_state=0)
+
+
+def stripes(n, size=32, seed=0):
+    """Noisy images of horizontal (label 0) or vertical (label 1) stripes of random period and phase."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    yy, xx = np.mgrid[:size, :size]
+    images = np.empty((n, size, size), np.uint8)
+    for i, lab in enumerate(labels):
+        period, phase = rng.uniform(4, 9), rng.uniform(0, 2 * np.pi)
+        coord = yy if lab == 0 else xx
+        im = 0.5 + 0.4 * np.sin(2 * np.pi * coord / period + phase) + rng.normal(0, 0.05, (size, size))
+        images[i] = np.clip(im * 255, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def data():
+    return stripes(40)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return FisherVectorEncoder(**SMALL).fit(data[0])
+
+
+def test_root_sift_against_a_loop():
+    rng = np.random.default_rng(0)
+    d = rng.random((5, 128)).astype(np.float32)
+    d[2] = 0
+    out = root_sift(d)
+    for i in range(5):
+        s = d[i].sum()
+        expected = np.sqrt(d[i] / s) if s > 0 else np.zeros(128)
+        np.testing.assert_allclose(out[i], expected, rtol=1e-6)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose((out[[0, 1, 3, 4]] ** 2).sum(1), 1, rtol=1e-5)  # Hellinger: unit L2
+    import torch
+
+    np.testing.assert_allclose(root_sift(torch.from_numpy(d)).numpy(), out, rtol=1e-6)
+    with pytest.raises(ValueError, match="non-negative"):
+        root_sift(-d)
+
+
+def test_transform_is_the_composition_of_the_single_image_functions(data, fitted):
+    images = data[0][:3]
+    fvs = fitted.transform(images)
+    pca, gmm = fitted.pca_, fitted.gmm_
+    for i, im in enumerate(images):
+        frames, desc = phow(im.astype(np.float32) / 255, sizes=(4, 6), step=4)
+        keep = frames[:, 2] >= fitted.contrast_threshold
+        proj = (root_sift(desc[keep]) - pca.mean_) @ pca.components_.T
+        expected = spatial_pyramid_fisher_vector(proj, frames[keep], im.shape, gmm.means_, gmm.covariances_,
+                                                 gmm.weights_)
+        np.testing.assert_allclose(fvs[i], expected, atol=2e-4)  # float32 path vs float64
+    assert fvs.shape == (3, 8 * 2 * 4 * 8) == (3, fitted.n_features_out_)
+    np.testing.assert_allclose(np.linalg.norm(fvs, axis=1), 1, rtol=1e-5)
+
+
+def test_no_pyramid_gives_plain_fisher_vectors(data):
+    enc = FisherVectorEncoder(**{**SMALL, "pyramid": None}).fit(data[0])
+    fv0 = enc.transform(data[0][:1])[0]
+    frames, desc = phow(data[0][0].astype(np.float32) / 255, sizes=(4, 6), step=4)
+    keep = frames[:, 2] >= enc.contrast_threshold
+    proj = (root_sift(desc[keep]) - enc.pca_.mean_) @ enc.pca_.components_.T
+    np.testing.assert_allclose(fv0, fisher_vector(proj, enc.gmm_.means_, enc.gmm_.covariances_, enc.gmm_.weights_),
+                               atol=2e-4)
+
+
+def test_parallel_and_memmap_outputs_equal_serial(data, fitted, tmp_path):
+    serial = fitted.transform(data[0])
+    parallel = clone(fitted).set_params(n_jobs=2)
+    parallel.pca_, parallel.gmm_, parallel.n_features_out_ = fitted.pca_, fitted.gmm_, fitted.n_features_out_
+    np.testing.assert_array_equal(parallel.transform(data[0]), serial)
+    threaded = clone(parallel).set_params(backend="threading")
+    threaded.pca_, threaded.gmm_, threaded.n_features_out_ = fitted.pca_, fitted.gmm_, fitted.n_features_out_
+    np.testing.assert_array_equal(threaded.transform(data[0]), serial)
+    on_disk = encode_to_file(fitted, data[0], tmp_path / "fv.npy")
+    assert isinstance(on_disk, np.memmap) and not on_disk.flags.writeable
+    np.testing.assert_array_equal(on_disk, serial)
+    assert [p.name for p in tmp_path.iterdir()] == ["fv.npy"]
+
+
+def test_interrupted_encoding_leaves_no_file(data, fitted, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FisherVectorEncoder, "transform", fail)
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_file(fitted, data[0], tmp_path / "fv.npy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_is_deterministic_and_parallel_fit_agrees(data, fitted):
+    again = FisherVectorEncoder(**{**SMALL, "n_jobs": 2}).fit(data[0])
+    np.testing.assert_allclose(again.gmm_.means_, fitted.gmm_.means_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.pca_.components_, fitted.pca_.components_, rtol=1e-5, atol=1e-6)
+
+
+def test_rgb_images_and_scale(data):
+    rgb = np.repeat(data[0][:12, :, :, None], 3, axis=3)
+    enc = FisherVectorEncoder(**{**SMALL, "scale": 1.5, "n_fit_descriptors": 2000}).fit(rgb)
+    out = enc.transform(rgb[:2])
+    gray = FisherVectorEncoder(**{**SMALL, "scale": 1.5, "n_fit_descriptors": 2000}).fit(data[0][:12])
+    # rgb2gray weights sum to 0.9999, so the gray images differ by up to 1e-4 before fitting
+    np.testing.assert_allclose(out, gray.transform(data[0][:2]), atol=2e-3)
+
+
+def test_errors_are_clear(data, fitted):
+    with pytest.raises(NotFittedError):
+        FisherVectorEncoder().transform(data[0])
+    with pytest.raises(ValueError, match=r"\(N, H, W\) or \(N, H, W, 3\)"):
+        fitted.transform(data[0][0])
+    with pytest.raises(ValueError, match="out must be float32"):
+        fitted.transform(data[0][:2], out=np.zeros((2, 3), np.float32))
+    flat = np.full((3, 32, 32), 128, np.uint8)
+    with pytest.raises(ValueError, match="descriptors found"):
+        FisherVectorEncoder(**SMALL).fit(flat)
+
+
+def test_flat_images_encode_to_zeros_not_nan(fitted):
+    out = fitted.transform(np.zeros((2, 32, 32), np.uint8))
+    assert np.isfinite(out).all() and not out.any()
+
+
+def test_estimator_contract(fitted):
+    enc = FisherVectorEncoder(**SMALL)
+    assert clone(enc).get_params() == enc.get_params()
+    assert enc.set_params(n_components=6).n_components == 6
+    assert not hasattr(FisherVectorEncoder(), "gmm_")  # __init__ does no work
+    assert fitted.get_feature_names_out().shape == (fitted.n_features_out_,)
+
+
+@pytest.mark.parametrize("solver", ["liblinear", "torch"])
+def test_validated_svm_chooses_c_on_validation(solver):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 20)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    svm = ValidatedLinearSVM(Cs=(1e-4, 1.0), solver=solver, validation_fraction=0.2).fit(X, y)
+    assert svm.solver_ == solver and set(svm.validation_scores_) == {1e-4, 1.0}
+    assert svm.best_C_ == max(svm.validation_scores_, key=lambda c: (svm.validation_scores_[c], -c))
+    assert svm.score(X, y) > 0.85
+    assert svm.estimator_.C == svm.best_C_
+
+
+def test_auto_solver_switches_on_size():
+    X = np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32)
+    y = np.arange(60) % 3
+    assert ValidatedLinearSVM(Cs=(1.0,)).fit(X, y).solver_ == "liblinear"
+    assert ValidatedLinearSVM(Cs=(1.0,), liblinear_max_bytes=1000).fit(X, y).solver_ == "torch"
+
+
+def test_pipeline_learns_stripes_and_works_in_grid_search():
+    X, y = stripes(60, seed=1)
+    X_test, y_test = stripes(30, seed=2)
+    pipe = make_pipeline(Cs=(1.0, 10.0), **SMALL)
+    assert pipe.fit(X, y).score(X_test, y_test) >= 0.95
+    search = GridSearchCV(make_pipeline(Cs=(1.0,), **SMALL), {"fv__n_components": [2, 4]}, cv=2).fit(X, y)
+    assert search.best_params_["fv__n_components"] in (2, 4)

@@ -1,0 +1,401 @@
+"""fv.svm.LinearSVM: the same solution as liblinear (LinearSVC), chunked float32 input, the contract."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fv import svm
+from fv.svm import LinearSVM, squared_hinge_objective
+
+TIGHT = dict(tol=1e-8, max_iter=5000)  # certified relative suboptimality 1e-8
+
+
+def make_problem(n=500, d=200, n_classes=5, separation=0.1, seed=0, dtype=np.float32):
+    """Gaussian classes in d dimensions, rows of norm about 1, overlapping (not separable)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    X = rng.normal(size=(n_classes, d))[y] * separation + rng.normal(size=(n, d))
+    return (X / np.sqrt(d)).astype(dtype), y
+
+
+def naive_objective(X, y, coef, intercept, C, intercept_scaling=1.0, sample_weight=None):
+    """f_k = 1/2 (|w_k|^2 + (b_k/S)^2) + C sum_i s_i max(0, 1 - y_ik (w_k.x_i + b_k))^2, loop over classes."""
+    X = np.asarray(X, dtype=np.float64)
+    classes = np.unique(y)
+    positives = [classes[1]] if len(coef) == 1 else list(classes)
+    s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    values = []
+    for w, b, positive in zip(np.asarray(coef), np.broadcast_to(intercept, (len(coef),)), positives):
+        targets = np.where(y == positive, 1.0, -1.0)
+        hinge = np.maximum(0.0, 1.0 - targets * (X @ w + b))
+        values.append(0.5 * (w @ w + (b / intercept_scaling) ** 2) + C * np.sum(s * hinge**2))
+    return np.array(values)
+
+
+def liblinear(X, y, C, **kwargs):
+    return LinearSVC(C=C, loss="squared_hinge", dual=False, tol=1e-10, max_iter=100_000, **kwargs).fit(X, y)
+
+
+# --------------------------------------------------------------------------- against liblinear
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+@pytest.mark.parametrize("C", [0.1, 1.0, 10.0])
+def test_same_solution_as_linearsvc(n_classes, C):
+    X, y = make_problem(n_classes=n_classes, seed=n_classes)
+    ref = liblinear(X, y, C)
+    ours = LinearSVM(C=C, **TIGHT).fit(X, y)
+
+    f_ref = naive_objective(X, y, ref.coef_, ref.intercept_, C)
+    f_ours = naive_objective(X, y, ours.coef_, ours.intercept_, C)
+    np.testing.assert_allclose(f_ours, f_ref, rtol=1e-6)
+    np.testing.assert_allclose(ours.objective_, f_ours, rtol=1e-6)
+    assert np.linalg.norm(ours.coef_ - ref.coef_) <= 1e-3 * np.linalg.norm(ref.coef_)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-3 * np.abs(ref.intercept_).max() + 1e-6)
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+    assert ours.coef_.shape == ref.coef_.shape and ours.intercept_.shape == ref.intercept_.shape
+
+
+def test_default_tolerance_is_close_to_linearsvc():
+    X, y = make_problem(n_classes=4, seed=3)
+    ref = liblinear(X, y, 1.0)
+    ours = LinearSVM(C=1.0).fit(X, y)  # tol=1e-4: objective within 1e-4 relative, certified
+    f_ref = naive_objective(X, y, ref.coef_, ref.intercept_, 1.0)
+    f_ours = naive_objective(X, y, ours.coef_, ours.intercept_, 1.0)
+    assert np.all(f_ours >= f_ref * (1 - 1e-9)) and np.all(f_ours <= f_ref * (1 + 1e-4))
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_same_solution_as_linearsvc_dual_and_float64(dual):
+    X, y = make_problem(n_classes=3, seed=7)
+    ref = LinearSVC(C=0.5, dual=dual, tol=1e-10, max_iter=200_000).fit(X, y)
+    ours = LinearSVM(C=0.5, dtype="float64", **TIGHT).fit(X, y)
+    np.testing.assert_allclose(
+        naive_objective(X, y, ours.coef_, ours.intercept_, 0.5),
+        naive_objective(X, y, ref.coef_, ref.intercept_, 0.5),
+        rtol=1e-7,
+    )
+    assert np.linalg.norm(ours.coef_ - ref.coef_) <= 1e-4 * np.linalg.norm(ref.coef_)
+
+
+@pytest.mark.parametrize("intercept_scaling", [0.1, 10.0])
+def test_intercept_is_a_regularised_feature_as_in_liblinear(intercept_scaling):
+    X, y = make_problem(n_classes=2, seed=11)
+    X = X + 0.3  # a non-zero intercept matters
+    ref = liblinear(X, y, 1.0, intercept_scaling=intercept_scaling)
+    ours = LinearSVM(C=1.0, intercept_scaling=intercept_scaling, **TIGHT).fit(X, y)
+    f = lambda m: naive_objective(X, y, m.coef_, m.intercept_, 1.0, intercept_scaling)  # noqa: E731
+    np.testing.assert_allclose(f(ours), f(ref), rtol=1e-6)
+    # the solution vector of the augmented problem, [w, b / S], agrees in its own norm
+    augmented = lambda m: np.hstack([m.coef_, m.intercept_[:, None] / intercept_scaling])  # noqa: E731
+    difference = np.linalg.norm(augmented(ours) - augmented(ref))
+    assert difference <= 1e-3 * np.linalg.norm(augmented(ref))
+    # a different scaling is a different problem: the intercept changes
+    other = LinearSVM(C=1.0, intercept_scaling=1.0, **TIGHT).fit(X, y)
+    assert abs(other.intercept_[0] - ours.intercept_[0]) > 1e-3
+
+
+def test_without_intercept():
+    X, y = make_problem(n_classes=3, seed=5)
+    ref = liblinear(X, y, 1.0, fit_intercept=False)
+    ours = LinearSVM(C=1.0, fit_intercept=False, **TIGHT).fit(X, y)
+    np.testing.assert_array_equal(ours.intercept_, np.zeros(3))
+    assert np.linalg.norm(ours.coef_ - ref.coef_) <= 1e-3 * np.linalg.norm(ref.coef_)
+
+
+def test_sample_weight_as_linearsvc_and_as_repeated_rows():
+    X, y = make_problem(n=300, d=50, n_classes=3, seed=2)
+    weight = np.random.default_rng(0).integers(0, 4, len(y))  # zeros included
+    ref = liblinear(X, y, 0.3).fit(X, y, sample_weight=weight)
+    ours = LinearSVM(C=0.3, dtype="float64", **TIGHT).fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(
+        naive_objective(X, y, ours.coef_, ours.intercept_, 0.3, sample_weight=weight),
+        naive_objective(X, y, ref.coef_, ref.intercept_, 0.3, sample_weight=weight),
+        rtol=1e-7,
+    )
+    repeated = LinearSVM(C=0.3, dtype="float64", **TIGHT).fit(np.repeat(X, weight, 0), np.repeat(y, weight))
+    np.testing.assert_allclose(ours.coef_, repeated.coef_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.intercept_, repeated.intercept_, rtol=1e-5, atol=1e-7)
+
+
+def test_binary_shapes_and_sign_as_linearsvc():
+    X, y = make_problem(n_classes=2, seed=1)
+    ref = liblinear(X, y, 1.0)
+    ours = LinearSVM(C=1.0, **TIGHT).fit(X, y)
+    assert ours.coef_.shape == (1, X.shape[1]) and ours.intercept_.shape == (1,)
+    scores = ours.decision_function(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64
+    np.testing.assert_allclose(scores, ref.decision_function(X), atol=1e-3 * np.abs(scores).max())
+    np.testing.assert_array_equal(ours.predict(X), ours.classes_[(scores > 0).astype(int)])
+
+
+def test_squared_hinge_objective_matches_the_formula():
+    X, y = make_problem(n=200, d=30, n_classes=4, seed=9)
+    rng = np.random.default_rng(1)
+    coef, intercept, weight = rng.normal(size=(4, 30)), rng.normal(size=4), rng.uniform(size=200)
+    np.testing.assert_allclose(
+        squared_hinge_objective(X, y, coef, intercept, C=0.7, intercept_scaling=2.0, sample_weight=weight, chunk_size=33),
+        naive_objective(X, y, coef, intercept, 0.7, 2.0, weight),
+        rtol=1e-12,
+    )
+
+
+# --------------------------------------------------------------------------- the maths inside
+
+
+def test_duality_gap_is_half_the_squared_gradient():
+    """The stopping rule: P(w) - D(alpha(w)) = |grad P(w)|^2 / 2 with alpha_i = 2 C s_i slack_i."""
+    rng = np.random.default_rng(4)
+    n, d, C, S = 300, 40, 0.7, 2.0
+    X, y, s = rng.normal(size=(n, d)), rng.integers(0, 2, n), rng.uniform(0.5, 2.0, n)
+    W, v = rng.normal(size=(1, d)) * 0.1, rng.normal(size=1)
+    chunks = svm._Chunks(X, 64, torch.device("cpu"), torch.float64)
+    margins = torch.zeros(n, 1, dtype=torch.float64)
+    grad = svm._gradient_pass(
+        chunks, torch.as_tensor(y), torch.as_tensor(C * s), torch.as_tensor(W), torch.as_tensor(v), S, margins,
+        refresh=True,
+    )
+    # naive primal and dual of the augmented problem (features [x, S], weights [w, v])
+    t = 2.0 * y - 1
+    Xa, wa = np.hstack([X, np.full((n, 1), S)]), np.concatenate([W[0], v])
+    slack = np.maximum(0.0, 1.0 - t * (Xa @ wa))
+    primal = 0.5 * wa @ wa + np.sum(C * s * slack**2)
+    alpha = 2.0 * C * s * slack
+    u = (alpha * t) @ Xa
+    dual = alpha.sum() - 0.5 * u @ u - np.sum(alpha**2 / (4.0 * C * s))
+    np.testing.assert_allclose(grad.objective.item(), primal, rtol=1e-12)
+    np.testing.assert_allclose(0.5 * grad.squared_norm().item(), primal - dual, rtol=1e-10)
+
+
+def test_exact_line_search_finds_the_minimum_along_the_direction():
+    rng = np.random.default_rng(6)
+    n, K = 400, 3
+    margins = torch.as_tensor(rng.normal(size=(n, K)))
+    change = torch.as_tensor(rng.normal(size=(n, K)))
+    labels = torch.as_tensor(rng.integers(0, K, n))
+    cost = torch.as_tensor(rng.uniform(0.1, 2.0, n))
+    slope0 = torch.as_tensor([-500.0, 0.0, 5000.0])  # descent, either, ascent (no step)
+    curvature0 = torch.as_tensor(rng.uniform(0.5, 2.0, K))
+    targets = svm._targets(labels, K, torch.float64).numpy()
+
+    def phi(t, k):  # the line function without its constant 1/2 |v|^2
+        slack = np.maximum(0.0, 1.0 - targets[:, k] * (margins[:, k].numpy() + t * change[:, k].numpy()))
+        return t * slope0[k].item() + 0.5 * t * t * curvature0[k].item() + np.sum(cost.numpy() * slack**2)
+
+    t, decrease = svm._exact_line_search(labels, cost, margins, change, slope0, curvature0)
+    assert t[0] > 0 and t[2] == 0
+    grid = np.linspace(0.0, 3.0, 30_001)  # steps are searched for t >= 0
+    for k in range(K):
+        values = np.array([phi(s, k) for s in grid])
+        assert phi(t[k].item(), k) <= values.min() + 1e-9 * abs(values.min())
+        np.testing.assert_allclose(decrease[k].item(), phi(0.0, k) - phi(t[k].item(), k), rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- data handling
+
+
+def test_memmap_gives_the_same_result_as_in_memory(tmp_path):
+    X, y = make_problem(n=600, d=64, n_classes=3, seed=8)
+    path = tmp_path / "X.f32"
+    X.tofile(path)
+    X_disk = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
+    a = LinearSVM(C=1.0, batch_size=128).fit(X, y)
+    b = LinearSVM(C=1.0, batch_size=128).fit(X_disk, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X_disk))
+
+
+def test_chunked_equals_unchunked():
+    X, y = make_problem(n=500, d=80, n_classes=4, seed=12)
+    whole = LinearSVM(C=1.0, batch_size=10_000, **TIGHT).fit(X, y)
+    chunked = LinearSVM(C=1.0, batch_size=7, **TIGHT).fit(X, y)
+    assert chunked.n_passes_ > 1
+    np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-4, atol=1e-4 * np.abs(whole.coef_).max())
+    np.testing.assert_allclose(chunked.decision_function(X), whole.decision_function(X), atol=1e-4)
+
+
+def test_torch_tensor_input_same_as_numpy():
+    X, y = make_problem(n=400, d=60, n_classes=3, seed=13)
+    a = LinearSVM(C=1.0, batch_size=100).fit(X, y)
+    b = LinearSVM(C=1.0, batch_size=100).fit(torch.from_numpy(X), torch.from_numpy(y))
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    scores = b.decision_function(torch.from_numpy(X))
+    assert isinstance(scores, torch.Tensor) and scores.shape == (400, 3)
+    np.testing.assert_allclose(scores.numpy(), a.decision_function(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(b.predict(torch.from_numpy(X)), a.predict(X))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_cuda_same_solution_as_cpu(as_tensor):
+    X, y = make_problem(n=800, d=100, n_classes=4, seed=14)
+    cpu = LinearSVM(C=1.0, **TIGHT).fit(X, y)
+    X_in = torch.from_numpy(X).cuda() if as_tensor else X
+    gpu = LinearSVM(C=1.0, device=None if as_tensor else "cuda", **TIGHT).fit(X_in, y)
+    assert np.linalg.norm(gpu.coef_ - cpu.coef_) <= 1e-4 * np.linalg.norm(cpu.coef_)
+    assert np.mean(gpu.predict(X_in) == cpu.predict(X)) >= 0.99
+
+
+@pytest.mark.parametrize("source_dtype", [np.float32, np.float64])
+def test_float32_training_never_copies_x(tmp_path, source_dtype):
+    """Peak numpy allocation during fit stays far below one copy of X (a float64 copy is 2x float32)."""
+    X, y = make_problem(n=20_000, d=128, n_classes=3, seed=15, dtype=source_dtype)
+    path = tmp_path / "X.bin"
+    X.tofile(path)
+    X_disk = np.memmap(path, dtype=source_dtype, mode="r", shape=X.shape)
+    del X
+    model = LinearSVM(C=1.0, batch_size=500, max_iter=3)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X_disk, y)
+        model.decision_function(X_disk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    float32_copy = X_disk.shape[0] * X_disk.shape[1] * 4
+    assert peak < 0.25 * float32_copy, f"peak {peak / 2**20:.1f} MiB for a {float32_copy / 2**20:.1f} MiB float32 X"
+
+
+def test_float32_chunks_are_views_of_x():
+    X = np.arange(60, dtype=np.float32).reshape(10, 6)
+    chunks = list(svm._Chunks(X, 4, torch.device("cpu"), torch.float32))
+    assert [rows for rows, _ in chunks] == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    for rows, x in chunks:
+        assert x.data_ptr() == X[rows].ctypes.data  # shares X's memory: no copy
+
+
+# --------------------------------------------------------------------------- estimator contract
+
+
+@parametrize_with_checks(
+    [LinearSVM()],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "float32 products at tol=1e-4 agree to about 1e-6, not the check's 1e-7; "
+            "test_sample_weight_as_linearsvc_and_as_repeated_rows checks it at a tight tolerance"
+        )
+    },
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_and_grid_search():
+    X, y = make_problem(n=300, d=40, n_classes=3, separation=0.3, seed=16)
+    X = X * 5.0 + 2.0
+    pipe = Pipeline([("scale", StandardScaler()), ("svm", LinearSVM())])
+    search = GridSearchCV(pipe, {"svm__C": [0.001, 0.01, 0.1]}, cv=3).fit(X, y)
+    assert search.best_params_["svm__C"] in (0.001, 0.01, 0.1)
+    assert isinstance(search.best_estimator_.named_steps["svm"], LinearSVM)
+    assert search.best_estimator_.named_steps["svm"].coef_.shape == (3, 40)
+    assert search.score(X, y) > 0.6  # three classes: chance is 1/3
+
+
+def test_clone_and_get_params_round_trip():
+    model = LinearSVM(C=3.0, tol=1e-6, batch_size=100, dtype="float64", intercept_scaling=5.0, verbose=0)
+    params = model.get_params()
+    twin = clone(model)
+    assert twin.get_params() == params and twin is not model
+    assert LinearSVM(**params).get_params() == params
+    assert twin.set_params(C=0.5).C == 0.5 and model.C == 3.0
+    LinearSVM(C=-1.0, loss="hinge", dtype="int8")  # __init__ stores, fit validates
+
+
+def test_not_fitted_error():
+    X, _ = make_problem(n=20, d=5)
+    with pytest.raises(NotFittedError):
+        LinearSVM().predict(X)
+    with pytest.raises(NotFittedError):
+        LinearSVM().decision_function(X)
+
+
+@pytest.mark.parametrize("names", [["cat", "dog", "emu"], ["no", "yes"]])
+def test_string_labels_round_trip(names):
+    X, y = make_problem(n=300, d=20, n_classes=len(names), separation=0.5, seed=17)
+    labels = np.array(names)[y]
+    model = LinearSVM(C=1.0).fit(X, labels)
+    np.testing.assert_array_equal(model.classes_, sorted(names))
+    predicted = model.predict(X)
+    assert predicted.dtype == labels.dtype and set(predicted) <= set(names)
+    assert np.mean(predicted == labels) > 0.8
+
+
+def test_deterministic_on_cpu():
+    X, y = make_problem(n=300, d=50, n_classes=3, seed=18)
+    a = LinearSVM(C=1.0, random_state=0).fit(X, y)
+    b = LinearSVM(C=1.0, random_state=1).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_convergence_warning_when_max_iter_is_too_small():
+    X, y = make_problem(n=300, d=50, n_classes=3, seed=19)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        model = LinearSVM(C=10.0, max_iter=2).fit(X, y)
+    assert model.n_iter_ == 2 and model.n_passes_ == 5
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda X, y: (X[:, 0], y), "Expected 2D array"),
+        (lambda X, y: (np.where(np.eye(*X.shape) > 0, np.nan, X), y), "NaN"),
+        (lambda X, y: (X, y[:-1]), "inconsistent numbers of samples"),
+        (lambda X, y: (X, np.zeros_like(y)), "1 class"),
+        (lambda X, y: (torch.from_numpy(X[:, 0]), y), "2-D tensor"),
+        (lambda X, y: (torch.from_numpy(X).fill_diagonal_(float("inf")), y), "NaN or infinity"),
+        (lambda X, y: (torch.from_numpy(X), y[:-1]), "one label per row"),
+        (lambda X, y: (X, None), "requires y"),
+    ],
+)
+def test_invalid_input_is_named(make_input, message):
+    X, y = make_problem(n=40, d=6, n_classes=3)
+    with pytest.raises(ValueError, match=message):
+        LinearSVM().fit(*make_input(X, y))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(C=0.0), "C must be a positive"),
+        (dict(C=float("nan")), "C must be a positive"),
+        (dict(loss="hinge"), "LinearSVC\\(loss='hinge'\\)"),
+        (dict(intercept_scaling=-1.0), "intercept_scaling must be a positive"),
+        (dict(max_iter=0), "max_iter must be an integer >= 1"),
+        (dict(batch_size=2.5), "batch_size must be an integer"),
+        (dict(dtype="float16"), "dtype must be 'float32' or 'float64'"),
+        (dict(tol=-1.0), "tol must be a non-negative"),
+    ],
+)
+def test_invalid_parameters_are_named(params, message):
+    X, y = make_problem(n=40, d=6, n_classes=3)
+    with pytest.raises(ValueError, match=message):
+        LinearSVM(**params).fit(X, y)
+
+
+def test_invalid_sample_weight_and_feature_count():
+    X, y = make_problem(n=40, d=6, n_classes=3)
+    with pytest.raises(ValueError, match="one weight per row"):
+        LinearSVM().fit(X, y, sample_weight=np.ones(39))
+    with pytest.raises(ValueError, match="non-negative"):
+        LinearSVM().fit(X, y, sample_weight=-np.ones(40))
+    model = LinearSVM().fit(X, y)
+    with pytest.raises(ValueError, match="X has 5 features, but LinearSVM is expecting 6"):
+        model.predict(X[:, :5])
+    with pytest.raises(ValueError, match="X has 5 features, but LinearSVM is expecting 6"):
+        model.predict(torch.from_numpy(X[:, :5]))
