@@ -778,7 +778,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
 
 
 # ----------------------------------------------------------------------------------------
-# Data preparation and initialisation helpers
+# Data preparation and initialisation
 # ----------------------------------------------------------------------------------------
 
 

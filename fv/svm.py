@@ -42,15 +42,17 @@ One iteration, per class k:
 2. one pass over X: D = X P^T + S p_v (n, K), the change of the margins along p (P (K, d) and
    p_v (K,) are the weight and bias parts of the K directions);
 3. exact line search, without reading X: phi_k(t) = f_k(v_k + t p_k) is a convex piecewise
-   quadratic in t, computable for any t from the stored margins O and D; its minimiser is
-   found by a safeguarded one-dimensional Newton iteration (Chapelle 2007, section 4.2). Then
-   v_k += t_k p_k and O += t_k D;
+   quadratic in t, computable for any t from the stored margins O and D (the exact line search
+   of Keerthi & DeCoste 2005, who sort the breakpoints; here safeguarded one-dimensional Newton
+   steps find the minimiser, usually in 2-5 steps). Then v_k += t_k p_k and O += t_k D;
 4. one pass over X: the gradient ``R^T X`` from the updated margins (every 10th iteration the
    margins are recomputed from X in the same pass, so that round-off cannot accumulate).
 
-So an iteration reads X twice (``n_passes_ = 1 + 2 n_iter_``). On the problems in the tests it
-takes 2-5 times fewer products with X than truncated Newton with conjugate gradients
-(diagonal preconditioning made that worse still on L2-normalised features).
+So an iteration reads X twice (``n_passes_ = 1 + 2 n_iter_``), one matrix product each time.
+Truncated Newton with conjugate gradients, the other natural choice, needs two products per CG
+step; on synthetic Gaussian problems (500-6,000 samples, 10 classes, C = 0.01-100, raw and
+L2-normalised rows) it needed about 2-4 times as many products to reach the same objective,
+and a diagonal (Jacobi) preconditioner made it slower on L2-normalised rows.
 
 Stopping rule (``tol``): with the dual point alpha_i = 2 C s_i slack_ik that the weights define,
 the duality gap of the squared-hinge SVM equals exactly ||g_k||^2 / 2, and since the objective is
@@ -303,38 +305,45 @@ def _exact_line_search(labels, cost, margins, change, slope0: torch.Tensor, curv
 
     ``slope0`` = v.p and ``curvature0`` = p.p (K,) are the regulariser's parts. Newton steps on
     phi' from t = 1, kept inside a bracket [lo, hi] of the root (phi'(lo) < 0 <= phi'(hi)) and
-    replaced by bisection (or doubling while no upper end is known) when they leave it. A Newton
-    step that stays on one piece of phi' lands exactly on its root. Works on (n, K) arrays only.
+    replaced by the secant step between the bracket's ends (or by doubling t while no upper end
+    is known) when they leave it. A Newton step that stays on one piece of phi' lands exactly on
+    its root, so a few steps usually suffice. Works on (n, K) arrays only; steps are t >= 0 and a
+    class whose direction is not a descent direction gets t = 0.
     """
     K = change.shape[1]
     y = _targets(labels, K, torch.float64)
-    m, e = y * margins, y * change.to(torch.float64)
-    c = cost[:, None].to(torch.float64)
+    slack0 = 1.0 - y * margins  # (n, K); slack at t is slack0 - t e
+    e = y * change.to(torch.float64)
+    ce = 2.0 * cost[:, None].to(torch.float64) * e  # 2 c e
+    cee = ce * e  # 2 c e^2
 
     def derivatives(t):
-        slack = 1.0 - m - t * e
+        slack = slack0 - t * e
         on = slack > 0
-        first = slope0 + t * curvature0 - 2.0 * (c * e * slack * on).sum(0)
-        second = curvature0 + 2.0 * (c * e * e * on).sum(0)
+        first = slope0 + t * curvature0 - (ce * slack.clamp_min_(0.0)).sum(0)
+        second = curvature0 + (cee * on).sum(0)
         return first, second
 
     def loss(t):
-        slack = (1.0 - m - t * e).clamp_min(0.0)
-        return (c * slack * slack).sum(0)
+        slack = (slack0 - t * e).clamp_min_(0.0)
+        return (cost[:, None] * slack * slack).sum(0, dtype=torch.float64)
 
     zero = torch.zeros(K, dtype=torch.float64, device=change.device)
     first0, _ = derivatives(zero)
-    lo, hi = zero.clone(), torch.full_like(zero, math.inf)
+    lo, hi = zero.clone(), torch.full_like(zero, math.inf)  # bracket, and phi' at its ends
+    first_lo, first_hi = first0.clone(), torch.full_like(zero, math.inf)
     t = torch.ones_like(zero)
     for _ in range(_LINE_SEARCH_STEPS):
         first, second = derivatives(t)
         done = first.abs() <= 1e-12 * first0.abs()
-        lo = torch.where(first < 0, t, lo)
-        hi = torch.where(first >= 0, t, hi)
+        below = first < 0
+        lo, first_lo = torch.where(below, t, lo), torch.where(below, first, first_lo)
+        hi, first_hi = torch.where(below, hi, t), torch.where(below, first_hi, first)
         newton = t - first / second
-        fallback = torch.where(torch.isinf(hi), 2.0 * t, 0.5 * (lo + hi))
+        secant = lo - first_lo * (hi - lo) / (first_hi - first_lo)
+        fallback = torch.where(torch.isinf(hi), 2.0 * t, secant)
         t = torch.where(done, t, torch.where((newton > lo) & (newton < hi), newton, fallback))
-        if bool((done | (hi - lo <= 1e-12 * hi)).all()):
+        if bool((done | (torch.isfinite(hi) & (hi - lo <= 1e-12 * hi))).all()):
             break
     t = torch.where(first0 < 0, t, zero)  # not a descent direction (round-off): no step
     decrease = loss(zero) - loss(t) - t * slope0 - 0.5 * t * t * curvature0
