@@ -22,8 +22,18 @@ from fv.svm import LinearSVM, squared_hinge_objective
 TIGHT = dict(tol=1e-8, max_iter=5000)  # certified relative suboptimality 1e-8
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The problems here are tiny: with several threads on a busy machine, thread start-up and
+    contention would dominate every small matrix product. Results do not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_problem(n=500, d=200, n_classes=5, separation=0.1, seed=0, dtype=np.float32):
-    """Gaussian classes in d dimensions, rows of norm about 1, overlapping (not separable)."""
+    """Gaussian classes in d dimensions with nearby means, rows of norm about 1."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n)
     X = rng.normal(size=(n_classes, d))[y] * separation + rng.normal(size=(n, d))
@@ -197,7 +207,7 @@ def test_exact_line_search_finds_the_minimum_along_the_direction():
 
     t, decrease = svm._exact_line_search(labels, cost, margins, change, slope0, curvature0)
     assert t[0] > 0 and t[2] == 0
-    grid = np.linspace(0.0, 3.0, 30_001)  # steps are searched for t >= 0
+    grid = np.linspace(0.0, 3.0, 6_001)  # steps are searched for t >= 0
     for k in range(K):
         values = np.array([phi(s, k) for s in grid])
         assert phi(t[k].item(), k) <= values.min() + 1e-9 * abs(values.min())
@@ -220,10 +230,9 @@ def test_memmap_gives_the_same_result_as_in_memory(tmp_path):
 
 
 def test_chunked_equals_unchunked():
-    X, y = make_problem(n=500, d=80, n_classes=4, seed=12)
+    X, y = make_problem(n=503, d=80, n_classes=4, seed=12)
     whole = LinearSVM(C=1.0, batch_size=10_000, **TIGHT).fit(X, y)
-    chunked = LinearSVM(C=1.0, batch_size=7, **TIGHT).fit(X, y)
-    assert chunked.n_passes_ > 1
+    chunked = LinearSVM(C=1.0, batch_size=50, **TIGHT).fit(X, y)  # 11 chunks, the last of 3 rows
     np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-4, atol=1e-4 * np.abs(whole.coef_).max())
     np.testing.assert_allclose(chunked.decision_function(X), whole.decision_function(X), atol=1e-4)
 
