@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import os
 import pickle
@@ -20,14 +19,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No test sees the machine's real data folders or environment."""
-    monkeypatch.setattr(ds, "PROJECT_DATA", tmp_path / "project-data")
-    monkeypatch.delenv(ds.DATA_ENV, raising=False)
-    spec = ds.DATASETS["fashion-mnist"]
-    monkeypatch.setitem(ds.DATASETS, "fashion-mnist",
-                        dataclasses.replace(spec, system_dirs=(tmp_path / "debian-fashion-mnist",)))
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 # --------------------------------------------------------------------------- IDX

@@ -19,11 +19,7 @@ from experiments import fetch
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setattr(ds, "PROJECT_DATA", tmp_path / "project-data")
-    monkeypatch.delenv(ds.DATA_ENV, raising=False)
-    spec = ds.DATASETS["fashion-mnist"]
-    monkeypatch.setitem(ds.DATASETS, "fashion-mnist", dataclasses.replace(spec, system_dirs=()))
+def isolated(isolated_data, monkeypatch):
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

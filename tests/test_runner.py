@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import subprocess
@@ -21,12 +20,7 @@ from experiments import run as runner
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setattr(ds, "PROJECT_DATA", tmp_path / "project-data")
-    monkeypatch.delenv(ds.DATA_ENV, raising=False)
-    spec = ds.DATASETS["fashion-mnist"]
-    monkeypatch.setitem(ds.DATASETS, "fashion-mnist", dataclasses.replace(spec, system_dirs=()))
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 def _read_csv(path):
