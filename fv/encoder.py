@@ -369,7 +369,7 @@ class ValidatedLinearSVM(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, Cs=(0.1, 1.0, 10.0), *, validation_fraction=0.1, solver="auto",
-                 liblinear_max_bytes=2 * 1024**3, max_iter=50, tol=1e-4, device=None, random_state=0):
+                 liblinear_max_bytes=2 * 1024**3, max_iter=1000, tol=1e-4, device=None, random_state=0):
         self.Cs = Cs
         self.validation_fraction = validation_fraction
         self.solver = solver
@@ -381,8 +381,8 @@ class ValidatedLinearSVM(ClassifierMixin, BaseEstimator):
 
     def _make(self, C: float, solver: str):
         if solver == "liblinear":
-            return LinearSVC(C=C, loss="squared_hinge", dual="auto", max_iter=max(1000, 20 * self.max_iter),
-                             tol=self.tol, random_state=self.random_state)
+            return LinearSVC(C=C, loss="squared_hinge", dual="auto", max_iter=self.max_iter, tol=self.tol,
+                             random_state=self.random_state)
         return LinearSVM(C=C, max_iter=self.max_iter, tol=self.tol, device=self.device)
 
     def fit(self, X, y):

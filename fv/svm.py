@@ -80,11 +80,11 @@ X may be a numpy array, an ``np.memmap`` (read-only is fine), or a torch tensor 
 It is read ``batch_size`` rows at a time, each chunk converted to ``dtype`` on ``device`` (no
 copy at all when the chunk already has that dtype and lives there). Besides X the working memory
 is a few (n, K) float64 arrays (margins, their change, line-search temporaries) and the L-BFGS
-history of 2 x 20 (K, d) float64 arrays (128 MB for K = 10, d = 40,000). ``device=None`` is the CPU, or the
-device of X when X is a tensor; with ``device="cuda"`` and numpy X every pass copies X to the GPU
-chunk by chunk, so pass a CUDA tensor when X fits in GPU memory. ``random_state`` is accepted for
-compatibility with LinearSVC: the solver makes no random choices and is deterministic on the
-CPU.
+history of 2 x 20 (K, d) float64 arrays (128 MB for K = 10, d = 40,000). ``device=None`` is the
+CPU, or the device of X when X is a tensor; with ``device="cuda"`` and numpy X every pass copies
+X to the GPU chunk by chunk, so pass a CUDA tensor when X fits in GPU memory. ``random_state`` is
+accepted for compatibility with LinearSVC: the solver makes no random choices and is
+deterministic on the CPU.
 
 References
 ----------

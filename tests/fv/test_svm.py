@@ -157,7 +157,9 @@ def test_squared_hinge_objective_matches_the_formula():
     rng = np.random.default_rng(1)
     coef, intercept, weight = rng.normal(size=(4, 30)), rng.normal(size=4), rng.uniform(size=200)
     np.testing.assert_allclose(
-        squared_hinge_objective(X, y, coef, intercept, C=0.7, intercept_scaling=2.0, sample_weight=weight, chunk_size=33),
+        squared_hinge_objective(
+            X, y, coef, intercept, C=0.7, intercept_scaling=2.0, sample_weight=weight, chunk_size=33
+        ),
         naive_objective(X, y, coef, intercept, 0.7, 2.0, weight),
         rtol=1e-12,
     )
