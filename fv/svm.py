@@ -415,17 +415,21 @@ class _Solution(NamedTuple):
     n_passes: int
 
 
-def _train(chunks: _Chunks, labels, cost, n_problems: int, *, scale, tol, max_iter, verbose) -> _Solution:
-    """L-BFGS with exact line search on the K one-vs-rest objectives, from W = 0, v = 0."""
+def _train(chunks: _Chunks, labels, cost, n_problems: int, *, scale, tol, max_iter, verbose,
+           init=None) -> _Solution:
+    """L-BFGS with exact line search on the K one-vs-rest objectives, from ``init`` = (W, v) or zero."""
     n, d = len(chunks), chunks.X.shape[1]
     device = chunks.device
     W = torch.zeros(n_problems, d, dtype=torch.float64, device=device)
     v = torch.zeros(n_problems, dtype=torch.float64, device=device)
+    if init is not None:
+        W.copy_(torch.as_tensor(init[0]))
+        v.copy_(torch.as_tensor(init[1]))
     margins = torch.zeros(n, n_problems, dtype=torch.float64, device=device)
     change = torch.empty(n, n_problems, dtype=chunks.dtype, device=device)
     memory = _LBFGSMemory(_HISTORY, n_problems, d, device)
     converged = torch.zeros(n_problems, dtype=torch.bool, device=device)
-    grad = _gradient_pass(chunks, labels, cost, W, v, scale, margins, refresh=False)
+    grad = _gradient_pass(chunks, labels, cost, W, v, scale, margins, refresh=init is not None)
     start, n_iter = time.perf_counter(), 0
     while True:
         converged |= 0.5 * grad.squared_norm() <= tol * grad.objective
@@ -501,6 +505,10 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         Type of the products with X; sums and the weights are always float64.
     random_state : None, int or RandomState, default=None
         Unused; the solver is deterministic. Accepted for compatibility with LinearSVC.
+    warm_start : bool, default=False
+        Start ``fit`` from the current ``coef_`` and ``intercept_`` when the estimator is already
+        fitted on data with the same classes and features (as scikit-learn's ``warm_start``): a
+        sweep over increasing C then starts each fit near its solution. Otherwise from zero.
     verbose : bool or int, default=False
         Print the objective, the largest relative duality gap and the passes at every iteration.
 
@@ -545,6 +553,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         device=None,
         dtype="float32",
         random_state=None,
+        warm_start=False,
         verbose=False,
     ):
         self.C = C
@@ -557,6 +566,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
+        self.warm_start = warm_start
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
@@ -567,6 +577,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         ``sample_weight`` (n,) multiplies each sample's loss (C s_i), as in LinearSVC.
         """
         self._check_params()
+        previous = self._warm_start_point()
         X, y = self._validate_fit_input(X, y)
         check_classification_targets(y)
         classes, labels = np.unique(y, return_inverse=True)
@@ -580,6 +591,9 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         chunks = _Chunks(X, self._rows_per_chunk(X.shape[1], device, dtype), device, dtype)
         n_problems = 1 if len(classes) == 2 else len(classes)
         scale = float(self.intercept_scaling) if self.fit_intercept else 0.0
+        init = None
+        if previous is not None and np.array_equal(previous[0], classes) and previous[1].shape == (n_problems, X.shape[1]):
+            init = (previous[1], previous[2] / scale if scale else np.zeros(n_problems))
         with torch.no_grad():
             solution = _train(
                 chunks,
@@ -590,6 +604,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 verbose=self.verbose,
+                init=init,
             )
         if not solution.converged:
             warnings.warn(
@@ -605,6 +620,12 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         self.n_iter_ = solution.n_iter
         self.n_passes_ = solution.n_passes
         return self
+
+    def _warm_start_point(self):
+        """(classes_, coef_, intercept_) of the previous fit when ``warm_start`` applies, else None."""
+        if not self.warm_start or not hasattr(self, "coef_"):
+            return None
+        return self.classes_, np.asarray(self.coef_, dtype=np.float64), np.asarray(self.intercept_, dtype=np.float64)
 
     # ------------------------------------------------------------------ prediction
 

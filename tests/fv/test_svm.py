@@ -354,6 +354,34 @@ def test_deterministic_on_cpu():
     np.testing.assert_array_equal(a.coef_, b.coef_)
 
 
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_warm_start_reaches_the_cold_solution_in_fewer_iterations(n_classes):
+    X, y = make_problem(n=400, d=80, n_classes=n_classes, seed=21)
+    cold = LinearSVM(C=10.0, **TIGHT).fit(X, y)
+    warm = LinearSVM(C=0.1, warm_start=True, **TIGHT).fit(X, y)
+    warm.set_params(C=10.0).fit(X, y)
+    np.testing.assert_allclose(warm.objective_, cold.objective_, rtol=1e-7)
+    np.testing.assert_allclose(warm.objective_, naive_objective(X, y, warm.coef_, warm.intercept_, 10.0), rtol=1e-6)
+    np.testing.assert_allclose(warm.coef_, cold.coef_, atol=1e-3 * np.abs(cold.coef_).max())
+    assert warm.n_iter_ < cold.n_iter_
+
+
+def test_warm_start_ignores_a_fit_on_other_classes_or_features():
+    X, y = make_problem(n=300, d=40, n_classes=3, seed=22)
+    cold = LinearSVM(C=1.0).fit(X, y)
+    model = LinearSVM(C=1.0, warm_start=True).fit(X[:, :30], y)  # other features
+    model.fit(X, y)
+    np.testing.assert_array_equal(model.coef_, cold.coef_)
+    model = LinearSVM(C=1.0, warm_start=True).fit(X[y < 2], y[y < 2])  # other classes
+    model.fit(X, y)
+    np.testing.assert_array_equal(model.coef_, cold.coef_)
+    # refitting at the optimum stops at once, at the same solution
+    again = clone(cold).set_params(warm_start=True).fit(X, y)
+    n_iter = again.fit(X, y).n_iter_
+    assert n_iter == 0
+    np.testing.assert_allclose(again.coef_, cold.coef_, rtol=1e-6, atol=1e-9)
+
+
 def test_convergence_warning_when_max_iter_is_too_small():
     X, y = make_problem(n=300, d=50, n_classes=3, seed=19)
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
