@@ -16,7 +16,7 @@ from torch import nn
 __all__ = ["register_model", "get_model", "list_models", "MODEL_MODULES"]
 
 #: Modules whose import registers models (one file per family).
-MODEL_MODULES: tuple[str, ...] = ("cnn.alexnet", "cnn.vgg", "cnn.resnet", "cnn.mobilenet")
+MODEL_MODULES: tuple[str, ...] = ("cnn.alexnet", "cnn.vgg", "cnn.resnet", "cnn.mobilenet", "cnn.inception")
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _loaded = False

@@ -13,6 +13,7 @@ FAMILIES = {
     "resnet": [f"{p}resnet{d}" for p in ("", "cifar_") for d in (18, 34, 50, 101, 152)]
     + ["preact_resnet110", "preact_resnet164"],
     "mobilenet": ["mobilenet_v1", "mobilenet_v2"],
+    "inception": ["googlenet", "inception_v3", "inception_v4", "inception_resnet_v2"],
 }
 
 
