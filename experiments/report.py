@@ -22,8 +22,10 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,6 +40,7 @@ __all__ = [
     "git_commit",
     "machine_info",
     "write_json",
+    "PeakMemory",
 ]
 
 #: Distributions whose versions every manifest records.
@@ -216,3 +219,106 @@ def machine_info() -> dict[str, object]:
     except ImportError:
         pass
     return info
+
+
+# --------------------------------------------------------------------------- peak memory of a stage
+
+
+def _rss_bytes(pid: int | str = "self") -> int:
+    """Proportional set size of a process (shared pages split between their users, so that the
+    sum over processes counts shared libraries once), from /proc; its RSS where PSS is not
+    available; 0 when the process is gone or /proc is missing."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/statm").read_text().split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _child_pids(pid: int | str = "self") -> list[str]:
+    """Direct children of a process, from /proc/<pid>/task/*/children (Linux)."""
+    pids: list[str] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                pids += (task / "children").read_text().split()
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return pids
+
+
+def _tree_rss_bytes() -> int:
+    """Memory of this process plus its children and grandchildren (joblib workers, data loaders)."""
+    total = _rss_bytes()
+    for child in _child_pids():
+        total += _rss_bytes(child) + sum(_rss_bytes(g) for g in _child_pids(child))
+    return total
+
+
+class PeakMemory:
+    """Peak resident memory of a stage: ``with PeakMemory() as m: ...; m.peak_bytes``.
+
+    On Linux a background thread samples, every ``interval`` seconds, the memory of this process
+    plus its child processes (parallel workers; proportional set size, so shared libraries count
+    once), so that each stage gets its own peak; the samples can miss a spike shorter than the
+    interval. Elsewhere the process's lifetime peak
+    (``getrusage``) is used, which covers earlier stages too. ``cuda_peak_bytes`` is
+    ``torch.cuda.max_memory_allocated`` over the stage when CUDA is in use, else None.
+    """
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak_bytes = 0
+        self.cuda_peak_bytes: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc = Path("/proc/self/statm").exists()
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_bytes = max(self.peak_bytes, _tree_rss_bytes())
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "PeakMemory":
+        if _cuda_in_use():
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        if self._proc:
+            self.peak_bytes = _tree_rss_bytes()
+            self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self.peak_bytes, _tree_rss_bytes())
+        else:
+            self.peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if _cuda_in_use():  # reset at the start, or first used during the stage
+            import torch
+
+            self.cuda_peak_bytes = int(torch.cuda.max_memory_allocated())
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes / 1024**3
+
+
+def _cuda_in_use() -> bool:
+    """True when torch is imported and has initialised CUDA in this process."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()

@@ -34,6 +34,7 @@ from .datasets import DatasetError, ImageSet
 #: Experiment name -> module. Modules are imported only when needed.
 EXPERIMENTS: dict[str, str] = {
     "datasets": "experiments.inventory",
+    "fv_vs_alexnet": "experiments.fv_vs_alexnet",
 }
 
 RESULTS_DIR = Path("results")
