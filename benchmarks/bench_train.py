@@ -1,7 +1,8 @@
 """Training throughput of ``cnn.train`` against a plain textbook PyTorch loop, side by side.
 
     python benchmarks/bench_train.py [--images 6400] [--windows 3] [--threads N]
-                                     [--variants plain,ours,ours-noaug,ours-bf16,ours-cl,ours-bf16-cl]
+                                     [--variants plain,ours,ours-noaug,ours-bf16,ours-cl,ours-bf16-cl,
+                                                 ours-nolrn,ours-bf16-nolrn]
 
 Model: ``cnn.get_model("alexnet_small", num_classes=10, in_channels=1)`` (Kaiming init, seed 0) on
 the first ``--images`` images of the Fashion-MNIST training split (28 x 28 grey), batch 128, on the
@@ -16,6 +17,9 @@ the figure is the median images/s of the timed passes (training only: no evaluat
   groups, divergence check, fp32.
 - ``ours-noaug``: the same without augmentation (the same work as ``plain``).
 - ``ours-bf16`` / ``ours-cl`` / ``ours-bf16-cl``: bf16 autocast and/or channels-last on the CPU.
+- ``ours-nolrn`` / ``ours-bf16-nolrn``: the model without its two LRN layers (``lrn=False``), fp32
+  or bf16; ``ours-bf16-nolrn`` is the CPU setting of the ``fv_vs_alexnet`` experiment on CPUs with
+  native bfloat16. These change the model, not only the loop.
 
 The ratio column is ours / plain throughput (> 1: ours is faster). Every variant runs in this one
 process, in the order given, ``--rounds`` times (the medians pool the rounds). On a shared CPU the
@@ -44,9 +48,9 @@ from cnn.train import TrainConfig, train  # noqa: E402
 BATCH = 128
 
 
-def build_model() -> torch.nn.Module:
+def build_model(**options) -> torch.nn.Module:
     torch.manual_seed(0)
-    return cnn.get_model("alexnet_small", num_classes=10, in_channels=1)
+    return cnn.get_model("alexnet_small", num_classes=10, in_channels=1, **options)
 
 
 def plain_loop(images, labels, passes: int) -> list[float]:
@@ -73,9 +77,10 @@ def plain_loop(images, labels, passes: int) -> list[float]:
     return rates
 
 
-def ours(images, labels, passes: int, *, augment: bool, precision: str, channels_last: bool) -> list[float]:
+def ours(images, labels, passes: int, *, augment: bool, precision: str, channels_last: bool,
+         lrn: bool = True) -> list[float]:
     """Images/s of each epoch of ``cnn.train.train`` (its own training-only timing)."""
-    model = build_model()
+    model = build_model(lrn=lrn)
     cfg = TrainConfig(epochs=passes, batch_size=BATCH, lr=0.01, flip=False, augment=augment,
                       precision=precision, channels_last=channels_last, device="cpu", progress=False)
     history = train(model, (images, labels), config=cfg)
@@ -89,6 +94,8 @@ VARIANTS = {
     "ours-bf16": lambda x, y, p: ours(x, y, p, augment=True, precision="bf16", channels_last=False),
     "ours-cl": lambda x, y, p: ours(x, y, p, augment=True, precision="fp32", channels_last=True),
     "ours-bf16-cl": lambda x, y, p: ours(x, y, p, augment=True, precision="bf16", channels_last=True),
+    "ours-nolrn": lambda x, y, p: ours(x, y, p, augment=True, precision="fp32", channels_last=False, lrn=False),
+    "ours-bf16-nolrn": lambda x, y, p: ours(x, y, p, augment=True, precision="bf16", channels_last=False, lrn=False),
 }
 
 

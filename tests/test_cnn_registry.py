@@ -38,3 +38,15 @@ def test_get_model_rejects_bad_requests():
         cnn.get_model("vgg11", num_classes=0)
     with pytest.raises(TypeError):
         cnn.get_model("resnet18", num_classes=10, no_such_option=True)
+
+
+def test_every_registered_model_has_a_forward_backward_case():
+    """Each family's test file runs forward and backward (shape, no NaN, every parameter gets a
+    gradient) at the smallest input it supports; a model added to the registry without such a
+    case fails here."""
+    from tests import test_cnn_alexnet_vgg, test_cnn_inception, test_cnn_resnet_mobilenet
+
+    covered = {case[0] for case in test_cnn_alexnet_vgg.CASES}
+    covered |= {case[0] for case in test_cnn_resnet_mobilenet.TRAINABLE}
+    covered |= {case[0] for case in test_cnn_inception.CASES}
+    assert set(cnn.list_models()) <= covered, sorted(set(cnn.list_models()) - covered)
