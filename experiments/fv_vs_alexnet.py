@@ -23,9 +23,11 @@ Protocol
   and cached on disk (``cache_dir``/fv/<key>/): the key covers the data set's checksums, the
   subset, the split and the FV configuration, so a rerun with the same settings skips extraction.
 * CNN branch (:mod:`cnn`): ``alexnet_small`` for images under 64 pixels, the 2012 ``alexnet`` at
-  224 x 224 (batches resized on the fly) otherwise, trained by :func:`cnn.train.train` on the fit
-  part with the preset's recipe; the weights of the epoch with the best validation accuracy are
-  kept (early stopping where the preset sets a patience). ``--reference`` adds the textbook row:
+  224 x 224 (batches resized on the fly) otherwise, without the two LRN layers unless ``--lrn``
+  (they take about 30% of the training time on a CPU), trained by :func:`cnn.train.train` on the
+  fit part with ``CNN_RECIPE`` for the preset's epochs, in bf16 on CUDA and on CPUs with native
+  bfloat16 (fp32 elsewhere); the weights of the epoch with the best validation accuracy are kept
+  (early stopping where the preset sets a patience). ``--reference`` adds the textbook row:
   the 2012 AlexNet at 224 x 224, SGD lr 0.01, momentum 0.9, batch 128, 10 epochs, fp32 (meant for
   a GPU: on a CPU it takes hours).
 
