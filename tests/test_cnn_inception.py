@@ -38,13 +38,7 @@ def on_meta(builder, **kwargs) -> nn.Module:
         return get_model(builder, **kwargs) if isinstance(builder, str) else builder(**kwargs)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches gain nothing from intra-op threads, and on shared cores they stall; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------------------------

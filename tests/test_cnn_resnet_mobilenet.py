@@ -73,13 +73,7 @@ def on_meta(name: str, **kwargs) -> nn.Module:
         return get_model(name, **kwargs) if isinstance(name, str) else name(**kwargs)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches gain nothing from intra-op threads, and on shared cores they stall; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _forward_backward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

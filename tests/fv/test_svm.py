@@ -22,14 +22,7 @@ from fv.svm import LinearSVM, squared_hinge_objective
 TIGHT = dict(tol=1e-8, max_iter=5000)  # certified relative suboptimality 1e-8
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The problems here are tiny: with several threads on a busy machine, thread start-up and
-    contention would dominate every small matrix product. Results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_problem(n=500, d=200, n_classes=5, separation=0.1, seed=0, dtype=np.float32):
