@@ -582,6 +582,7 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, key, label in ((axes[0], "train_seconds_mean", "training time (s)"),
@@ -592,6 +593,7 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
             ax.annotate(entry["method"], (entry[key], 100 * entry["top1_accuracy_mean"]),
                         textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
         ax.set_xlabel(label)
         ax.set_ylabel("test top-1 accuracy (%)")
         ax.grid(True, which="both", alpha=0.3)
