@@ -108,6 +108,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._validation import validate_tensor
+
 __all__ = ["DiagonalGMM", "diagonal_gmm_log_prob"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -739,30 +741,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
                 ensure_min_samples=2 if reset else 1,
             )
             return X, False
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected a 2-D tensor of shape (n_samples, n_features), got shape "
-                f"{tuple(X.shape)}. Reshape 1-D input with X.reshape(-1, 1) or X.reshape(1, -1)."
-            )
-        if not X.is_floating_point():
-            X = X.to(torch.float64)
-        minimum = 2 if reset else 1
-        if X.shape[0] < minimum:
-            raise ValueError(
-                f"Found a tensor with {X.shape[0]} sample(s); at least {minimum} required."
-            )
-        if X.shape[1] < 1:
-            raise ValueError("Found a tensor with 0 features; at least 1 required.")
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError("Input X contains NaN or infinity; remove or impute those values.")
-        if reset:
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but DiagonalGMM is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X, True
+        return validate_tensor(self, X, reset=reset, min_samples=2 if reset else 1), True
 
     def _compute_device(self, X) -> torch.device:
         if self.device is not None:

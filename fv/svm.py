@@ -116,6 +116,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._validation import validate_tensor
+
 __all__ = ["LinearSVM", "squared_hinge_objective"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -713,32 +715,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         """(X, is_tensor): X validated as a 2-D float numpy array, or a finite 2-D torch tensor."""
         if not isinstance(X, torch.Tensor):
             return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64]), False
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected a 2-D tensor of shape (n_samples, n_features), got shape "
-                f"{tuple(X.shape)}. Reshape 1-D input with X.reshape(-1, 1) or X.reshape(1, -1)."
-            )
-        if X.is_complex():
-            raise ValueError("Complex data not supported; pass real features.")
-        if X.shape[0] < 1 or X.shape[1] < 1:
-            raise ValueError(f"Found a tensor of shape {tuple(X.shape)}; at least 1 row and 1 column required.")
-        rows = max(1, (64 << 20) // (X.shape[1] * X.element_size()))
-        for start in range(0, X.shape[0], rows):
-            if not bool(torch.isfinite(X[start : start + rows]).all()):
-                raise ValueError(
-                    "Input X contains NaN or infinity (first in rows "
-                    f"{start}..{min(start + rows, X.shape[0]) - 1}); remove or impute those values."
-                )
-        if reset:
-            self.n_features_in_ = X.shape[1]
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but LinearSVM is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X, True
+        return validate_tensor(self, X, reset=reset), True
 
     def _compute_device(self, X) -> torch.device:
         if self.device is not None:

@@ -431,3 +431,16 @@ def test_invalid_sample_weight_and_feature_count():
         model.predict(X[:, :5])
     with pytest.raises(ValueError, match="X has 5 features, but LinearSVM is expecting 6"):
         model.predict(torch.from_numpy(X[:, :5]))
+
+
+def test_tensor_checks_are_shared_with_the_gmm():
+    from fv import DiagonalGMM
+
+    X, y = make_problem(n=40, d=6, n_classes=3, dtype=np.float64)
+    for model, fit in ((LinearSVM(), lambda m, t: m.fit(t, y)), (DiagonalGMM(2, max_iter=2), lambda m, t: m.fit(t))):
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            fit(model, torch.from_numpy(X).to(torch.complex64))
+        with pytest.raises(ValueError, match="0 features"):
+            fit(model, torch.zeros(40, 0))
+        fitted = fit(model, torch.from_numpy(np.round(10 * X)).long())  # integers become float64
+        assert fitted.n_features_in_ == 6
