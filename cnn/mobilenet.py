@@ -66,6 +66,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._init import torchvision_init
 from .registry import register_model
 
 __all__ = ["MobileNetV1", "MobileNetV2", "InvertedResidual", "V1_SETTINGS", "V2_SETTINGS",
@@ -73,7 +74,7 @@ __all__ = ["MobileNetV1", "MobileNetV2", "InvertedResidual", "V1_SETTINGS", "V2_
 
 
 # ----------------------------------------------------------------------------------------------
-# Layer functions and initialisation
+# Layer functions
 # ----------------------------------------------------------------------------------------------
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -97,24 +98,10 @@ def conv_bn_act(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: i
     return nn.Sequential(*layers)
 
 
-def init_weights(model: nn.Module) -> None:
-    """He normal (fan-out) convolutions, BatchNorm 1/0, linear normal(0, 0.01) with zero bias."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
-
-
 # ----------------------------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------------------------
+
 
 def separable_block(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
     """MobileNet v1 block (Figure 3, right): 3x3 depthwise - BN - ReLU - 1x1 pointwise - BN - ReLU."""
@@ -192,7 +179,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
-        init_weights(self)
+        torchvision_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
@@ -219,7 +206,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
-        init_weights(self)
+        torchvision_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ._init import torchvision_init
 from .registry import register_model
 
 __all__ = ["VGG", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
@@ -93,20 +94,7 @@ class VGG(nn.Module):
             nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )
-        self._init()
-
-    def _init(self) -> None:
-        """torchvision's VGG init: conv Kaiming-normal (fan_out, ReLU), linear N(0, 0.01), biases 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        torchvision_init(self)
 
     def forward(self, x):
         x = self.avgpool(self.features(x))
