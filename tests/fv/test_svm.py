@@ -433,6 +433,7 @@ def test_invalid_sample_weight_and_feature_count():
         model.predict(torch.from_numpy(X[:, :5]))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # two EM steps on purpose
 def test_tensor_checks_are_shared_with_the_gmm():
     from fv import DiagonalGMM
 
