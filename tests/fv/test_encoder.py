@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from joblib import delayed
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from fv.dsift import phow
-from fv.encoder import FisherVectorEncoder, ValidatedLinearSVM, encode_to_file, make_pipeline, root_sift
+from fv.encoder import (FisherVectorEncoder, ValidatedLinearSVM, _one_thread, encode_to_file, make_pipeline,
+                        root_sift)
 from fv.fisher import fisher_vector, spatial_pyramid_fisher_vector
 
 SMALL = dict(sizes=(4, 6), step=4, pca_components=8, n_components=4, gmm_max_iter=20, n_fit_descriptors=3000,
@@ -85,16 +88,38 @@ def test_no_pyramid_gives_plain_fisher_vectors(data):
 
 def test_parallel_and_memmap_outputs_equal_serial(data, fitted, tmp_path):
     serial = fitted.transform(data[0])
-    parallel = clone(fitted).set_params(n_jobs=2)
-    parallel.pca_, parallel.gmm_, parallel.n_features_out_ = fitted.pca_, fitted.gmm_, fitted.n_features_out_
-    np.testing.assert_array_equal(parallel.transform(data[0]), serial)
-    threaded = clone(parallel).set_params(backend="threading")
-    threaded.pca_, threaded.gmm_, threaded.n_features_out_ = fitted.pca_, fitted.gmm_, fitted.n_features_out_
-    np.testing.assert_array_equal(threaded.transform(data[0]), serial)
+    for backend in ("loky", "threading", "auto"):
+        parallel = clone(fitted).set_params(n_jobs=2, backend=backend)
+        parallel.pca_, parallel.gmm_, parallel.n_features_out_ = fitted.pca_, fitted.gmm_, fitted.n_features_out_
+        np.testing.assert_array_equal(parallel.transform(data[0]), serial)
     on_disk = encode_to_file(fitted, data[0], tmp_path / "fv.npy")
     assert isinstance(on_disk, np.memmap) and not on_disk.flags.writeable
     np.testing.assert_array_equal(on_disk, serial)
     assert [p.name for p in tmp_path.iterdir()] == ["fv.npy"]
+
+
+def _thread_counts():
+    from threadpoolctl import threadpool_info
+
+    return torch.get_num_threads(), {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_parallel_tasks_run_with_one_torch_and_one_blas_thread(backend):
+    enc = FisherVectorEncoder(n_jobs=2, backend=backend)
+    tasks = (delayed(_one_thread)(_thread_counts) for _ in range(4))
+    for torch_threads, blas_threads in enc._parallel(tasks, 4, "test"):
+        assert torch_threads == 1
+        assert blas_threads <= {1}  # empty where numpy has no BLAS that threadpoolctl sees
+
+
+def test_auto_backend_is_threads_for_two_workers_and_processes_beyond():
+    assert FisherVectorEncoder(n_jobs=1)._backend() == "threading"
+    assert FisherVectorEncoder(n_jobs=2)._backend() == "threading"
+    assert FisherVectorEncoder(n_jobs=3)._backend() == "loky"
+    assert FisherVectorEncoder(n_jobs=3, backend="threading")._backend() == "threading"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        list(FisherVectorEncoder(n_jobs=2, backend="dask-ish")._parallel(iter(()), 0, "test"))
 
 
 def test_interrupted_encoding_leaves_no_file(data, fitted, tmp_path, monkeypatch):
