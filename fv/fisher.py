@@ -377,9 +377,10 @@ def _cell_sums(Q: torch.Tensor, Z: torch.Tensor, keep: torch.Tensor, cells, n_ce
     slot = torch.where(sorted_key < n_cells, sorted_key * m + rank, n_cells * m)
     index = torch.full((b, n_cells * m + 1), n, dtype=torch.long, device=Q.device)
     index.scatter_(1, slot, order)  # the spare slot n_cells * m collects the rows to leave out
-    index = index[:, : n_cells * m, None]
-    Zg = torch.cat([Z, Z.new_zeros(b, 1, width)], 1).gather(1, index.expand(-1, -1, width))
-    Qg = torch.cat([Q, Q.new_zeros(b, 1, K)], 1).gather(1, index.expand(-1, -1, K))
+    # rows of the flattened (b * (n + 1), .) tensors; row n of each image is a zero row (padding)
+    rows = (index[:, : n_cells * m] + (n + 1) * torch.arange(b, device=Q.device)[:, None]).view(-1)
+    Zg = torch.cat([Z, Z.new_zeros(b, 1, width)], 1).view(-1, width).index_select(0, rows)
+    Qg = torch.cat([Q, Q.new_zeros(b, 1, K)], 1).view(-1, K).index_select(0, rows)
     sums = torch.bmm(Qg.view(b * n_cells, m, K).transpose(1, 2), Zg.view(b * n_cells, m, width))
     return counts[:, :n_cells], sums.view(b, n_cells, K, width)
 
