@@ -1,9 +1,9 @@
 """Peak memory of encoding the 60,000 Fashion-MNIST training images into one FV matrix.
 
-    python benchmarks/fv_memory.py [--jobs 2]
+    python benchmarks/fv_memory.py [--jobs 2] [--backend auto|threading|loky]
 
 Fits the encoder of ``fashion_mnist_fv.py`` (same settings), then encodes the training set into
-one preallocated float32 array with ``--jobs`` workers (the encoder's default backend), and prints:
+one preallocated float32 array with ``--jobs`` workers, and prints:
 
 - the size of the FV matrix;
 - the memory of the whole process tree (this process and its workers, proportional set size, so
@@ -35,10 +35,11 @@ GIB = 1024**3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--backend", default="auto", help="joblib backend of the encoder (default: its own)")
     args = parser.parse_args()
 
     X = datasets.load("fashion-mnist", "train").images
-    encoder = FisherVectorEncoder(n_jobs=args.jobs, random_state=0, **SETTINGS).fit(X)
+    encoder = FisherVectorEncoder(n_jobs=args.jobs, backend=args.backend, random_state=0, **SETTINGS).fit(X)
     with PeakMemory(interval=0.1) as before:
         pass
     t = time.perf_counter()
