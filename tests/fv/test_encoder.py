@@ -14,6 +14,7 @@ from fv.dsift import phow
 from fv.encoder import (FisherVectorEncoder, ValidatedLinearSVM, _one_thread, encode_to_file, make_pipeline,
                         root_sift)
 from fv.fisher import fisher_vector, spatial_pyramid_fisher_vector
+from fv.svm import LinearSVM
 
 SMALL = dict(sizes=(4, 6), step=4, pca_components=8, n_components=4, gmm_max_iter=20, n_fit_descriptors=3000,
              batch_size=7, random_state=0)
@@ -182,6 +183,17 @@ def test_validated_svm_chooses_c_on_validation(solver):
     assert svm.best_C_ == max(svm.validation_scores_, key=lambda c: (svm.validation_scores_[c], -c))
     assert svm.score(X, y) > 0.85
     assert svm.estimator_.C == svm.best_C_
+
+
+def test_validated_torch_svm_warm_starts_the_sweep_and_the_refit():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 30)).astype(np.float32)
+    y = np.argmax(X[:, :3] + 0.5 * rng.normal(size=(400, 3)), axis=1)
+    svm = ValidatedLinearSVM(Cs=(10.0, 0.01, 1.0), solver="torch", tol=1e-7, max_iter=5000).fit(X, y)
+    assert list(svm.validation_scores_) == [0.01, 1.0, 10.0]  # tried in increasing order
+    cold = LinearSVM(C=svm.best_C_, tol=1e-7, max_iter=5000).fit(X, y)
+    np.testing.assert_allclose(svm.estimator_.objective_, cold.objective_, rtol=1e-6)
+    assert svm.estimator_.n_iter_ < cold.n_iter_  # started from the chosen C's validation solution
 
 
 def test_auto_solver_switches_on_size():
