@@ -6,7 +6,7 @@
   images per second.
 - gmm: ``fv.DiagonalGMM`` on 100,000 x 64 descriptors, K = 64, 20 EM iterations: seconds.
 - fisher: ``fv.fisher_vectors`` (improved) on a padded (B, 1000, 64) batch already on the device,
-  K = 256 (and K = 64), fp32: images per second (the issue's goal: 100,000 per second on an
+  K = 256 (and K = 64), fp32: images per second (the goal: 100,000 per second on an
   H100/H200 for K = 256).
 
 Every figure is the median of ``--repeats`` timed runs after one warm-up, with
