@@ -12,6 +12,19 @@ import torch
 _CHECK_BYTES = 64 << 20
 
 
+def check_device(device) -> torch.device | None:
+    """``device`` as a ``torch.device`` (None stays None); a clear error where it names CUDA on a
+    machine without it."""
+    if device is None:
+        return None
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use device=None or 'cpu'."
+        )
+    return resolved
+
+
 def validate_tensor(estimator, X: torch.Tensor, *, reset: bool, min_samples: int = 1) -> torch.Tensor:
     """``X`` checked as a real, finite 2-D tensor of at least ``min_samples`` rows and one column.
 

@@ -108,7 +108,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import validate_tensor
+from ._validation import check_device, validate_tensor
 
 __all__ = ["DiagonalGMM", "diagonal_gmm_log_prob"]
 
@@ -695,13 +695,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
             raise ValueError(
                 f"dtype must be 'float32' or 'float64' (or the torch dtype), got {self.dtype!r}."
             )
-        if self.device is not None:
-            device = torch.device(self.device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise ValueError(
-                    f"device={self.device!r} was requested but CUDA is not available; use "
-                    "device=None or 'cpu'."
-                )
+        check_device(self.device)
 
     def _check_initial_parameters(self, n_features: int) -> None:
         K = self.n_components

@@ -116,7 +116,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ._validation import validate_tensor
+from ._validation import check_device, validate_tensor
 
 __all__ = ["LinearSVM", "squared_hinge_objective"]
 
@@ -684,13 +684,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"dtype must be 'float32' or 'float64' (or the torch dtype), got {self.dtype!r}."
             )
-        if self.device is not None:
-            device = torch.device(self.device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise ValueError(
-                    f"device={self.device!r} was requested but CUDA is not available; use "
-                    "device=None or 'cpu'."
-                )
+        check_device(self.device)
 
     def _validate_fit_input(self, X, y):
         """X as a 2-D numpy array (never copied if float) or tensor, y as a 1-D numpy array."""

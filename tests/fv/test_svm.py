@@ -445,3 +445,14 @@ def test_tensor_checks_are_shared_with_the_gmm():
             fit(model, torch.zeros(40, 0))
         fitted = fit(model, torch.from_numpy(np.round(10 * X)).long())  # integers become float64
         assert fitted.n_features_in_ == 6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_is_one_clear_error_for_both_estimators():
+    from fv import DiagonalGMM
+
+    X, y = make_problem(n=40, d=6, n_classes=3, dtype=np.float64)
+    for model, fit in ((LinearSVM(device="cuda"), lambda m: m.fit(X, y)),
+                       (DiagonalGMM(2, device="cuda:0"), lambda m: m.fit(X))):
+        with pytest.raises(ValueError, match=r"device='cuda(:0)?' was requested but CUDA is not available"):
+            fit(model)
