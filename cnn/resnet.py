@@ -18,7 +18,7 @@ Families
 ``cifar_resnet18 .. cifar_resnet152``
     The same blocks and stages with a 3x3 stride-1 stem and no max pooling, for 32x32 inputs (the widely
     used "kuangliu/pytorch-cifar" variant). With 10 classes: 11,173,962 / 21,282,122 / 23,520,842 /
-    42,512,970 / 58,156,618 parameters, the seed's 11.174M / 21.282M / 23.521M / 42.513M / 58.157M.
+    42,512,970 / 58,156,618 parameters (11.174M / 21.282M / 23.521M / 42.513M / 58.157M).
 ``preact_resnet110``, ``preact_resnet164``
     CIFAR networks of the 2016 "Identity Mappings" paper: 3x3 stem with 16 channels, three stages of 18
     units (basic units 16-32-64 for depth 110 = 6*18 + 2; bottleneck units with 16-32-64 inner and

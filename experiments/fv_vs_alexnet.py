@@ -1,6 +1,6 @@
 """Experiment ``fv_vs_alexnet``: SIFT + Fisher vectors + linear SVM against AlexNet, one data set.
 
-The 2012 story of the seed (ILSVRC-2012: SIFT + FVs 26.2% top-5 error, AlexNet 15.3%) at a scale a
+The 2012 story (ILSVRC-2012: SIFT + FVs 26.2% top-5 error, AlexNet 15.3%) at a scale a
 laptop can run, and at full scale where the data and the hardware are::
 
     python -m experiments.run fv_vs_alexnet                      # Fashion-MNIST, preset "quick"
@@ -48,7 +48,7 @@ process and its workers during the method, :class:`experiments.report.PeakMemory
 ``cuda_peak_gib`` too).
 
 Other tables: ``summary`` (mean and standard deviation over seeds), ``validation`` (the validation
-accuracy of every C and every epoch), ``published`` (the ILSVRC figures the seed quotes, with their
+accuracy of every C and every epoch), ``published`` (the published ILSVRC figures, with their
 sources, and the Fashion-MNIST benchmark's best classical baseline). ``accuracy.png`` plots test
 accuracy against training time and against mult-adds per image.
 """
@@ -134,9 +134,9 @@ NO_FLIP = {"mnist", "svhn"}
 #: Published figures, to be read beside ours (they are on other data, at another scale).
 PUBLISHED = [
     {"benchmark": "ILSVRC-2012 test", "method": "SIFT + FVs (runner-up, team ISI)", "top1_error": None,
-     "top5_error": 0.262, "source": "Krizhevsky et al. 2012, Table 2; the seed, section 1.4"},
+     "top5_error": 0.262, "source": "Krizhevsky et al. 2012, Table 2"},
     {"benchmark": "ILSVRC-2012 test", "method": "AlexNet, 7 CNNs (winner, SuperVision)", "top1_error": None,
-     "top5_error": 0.153, "source": "Krizhevsky et al. 2012, Table 2; the seed, section 1.4"},
+     "top5_error": 0.153, "source": "Krizhevsky et al. 2012, Table 2"},
     {"benchmark": "ILSVRC-2012 val", "method": "AlexNet, 1 CNN", "top1_error": 0.407, "top5_error": 0.182,
      "source": "Krizhevsky et al. 2012, Table 2"},
     {"benchmark": "ILSVRC-2010 test", "method": "SIFT + FVs (Sanchez & Perronnin 2011)", "top1_error": 0.457,
