@@ -5,9 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 
-def torchvision_init(model: nn.Module) -> None:
-    """torchvision's VGG / MobileNet initialisation: convolutions Kaiming-normal (fan_out, ReLU gain),
-    BatchNorm weight 1 and bias 0, linear layers N(0, 0.01), every bias 0."""
+def torchvision_init(model: nn.Module, *, linear_std: float | None = 0.01) -> None:
+    """torchvision's VGG / MobileNet / ResNet initialisation: convolutions Kaiming-normal (fan_out,
+    ReLU gain), BatchNorm weight 1 and bias 0, linear layers N(0, ``linear_std``) with bias 0, every
+    convolution bias 0. ``linear_std=None`` leaves linear layers at PyTorch's default (ResNet)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -16,6 +17,6 @@ def torchvision_init(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0.0, linear_std)
             nn.init.zeros_(m.bias)

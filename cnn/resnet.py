@@ -74,6 +74,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ._init import torchvision_init
 from .registry import register_model
 
 __all__ = [
@@ -109,15 +110,9 @@ def projection(in_ch: int, out_ch: int, stride: int, *, norm: bool) -> nn.Module
 
 
 def init_weights(model: nn.Module) -> None:
-    """He normal (fan-out) for convolutions, BatchNorm weight 1 / bias 0 (see the module docstring)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    """He normal (fan-out) for convolutions, BatchNorm weight 1 / bias 0, the classifier at PyTorch's
+    default (see the module docstring)."""
+    torchvision_init(model, linear_std=None)
 
 
 # ----------------------------------------------------------------------------------------------
