@@ -25,6 +25,12 @@ def check_device(device) -> torch.device | None:
     return resolved
 
 
+def compute_device(device, X) -> torch.device:
+    """Where an estimator computes: ``device`` when given, else the device of a tensor ``X``, else
+    the CPU."""
+    return check_device(device) or (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
+
+
 def validate_tensor(estimator, X: torch.Tensor, *, reset: bool, min_samples: int = 1) -> torch.Tensor:
     """``X`` checked as a real, finite 2-D tensor of at least ``min_samples`` rows and one column.
 

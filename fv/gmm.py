@@ -108,7 +108,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_device, validate_tensor
+from ._validation import check_device, compute_device, validate_tensor
 
 __all__ = ["DiagonalGMM", "diagonal_gmm_log_prob"]
 
@@ -738,9 +738,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         return validate_tensor(self, X, reset=reset, min_samples=2 if reset else 1), True
 
     def _compute_device(self, X) -> torch.device:
-        if self.device is not None:
-            return torch.device(self.device)
-        return X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        return compute_device(self.device, X)
 
     def _chunk_rows(self, n_features: int, device: torch.device, dtype: torch.dtype) -> int:
         if self.chunk_size is not None:

@@ -116,7 +116,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ._validation import check_device, validate_tensor
+from ._validation import check_device, compute_device, validate_tensor
 
 __all__ = ["LinearSVM", "squared_hinge_objective"]
 
@@ -712,9 +712,7 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         return validate_tensor(self, X, reset=reset), True
 
     def _compute_device(self, X) -> torch.device:
-        if self.device is not None:
-            return torch.device(self.device)
-        return X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        return compute_device(self.device, X)
 
     def _rows_per_chunk(self, n_features: int, device: torch.device, dtype: torch.dtype) -> int:
         if self.batch_size is not None:
