@@ -133,10 +133,110 @@ def test_interrupted_encoding_leaves_no_file(data, fitted, tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fit_is_deterministic_and_parallel_fit_agrees(data, fitted):
-    again = FisherVectorEncoder(**{**SMALL, "n_jobs": 2}).fit(data[0])
-    np.testing.assert_allclose(again.gmm_.means_, fitted.gmm_.means_, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(again.pca_.components_, fitted.pca_.components_, rtol=1e-5, atol=1e-6)
+def test_fit_is_deterministic_and_parallel_or_other_chunks_agree(data, fitted):
+    for other in ({"n_jobs": 2}, {"batch_size": 13}, {"batch_size": None}):
+        again = FisherVectorEncoder(**{**SMALL, **other}).fit(data[0])
+        np.testing.assert_allclose(again.gmm_.means_, fitted.gmm_.means_, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(again.pca_.components_, fitted.pca_.components_, rtol=1e-5, atol=1e-6)
+    different = FisherVectorEncoder(**{**SMALL, "random_state": 1}).fit(data[0])
+    assert np.abs(different.gmm_.means_ - fitted.gmm_.means_).max() > 1e-3
+
+
+def _on_cpu_as_on_a_gpu(monkeypatch):
+    """Route the encoder through its GPU chain (one process, torch all the way) with the CPU as the device."""
+    monkeypatch.setattr(FisherVectorEncoder, "_device", lambda self: torch.device("cpu"))
+
+
+def flat_patches(images):
+    """Images with flat (low-contrast) parts, whose descriptors are dropped: the left in odd images,
+    the top in every fourth, the whole of the tenth."""
+    out = images.copy()
+    out[1::2, :, :22] = 128
+    out[::4, :22, :] = 90
+    out[9] = 30
+    return out
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.5])
+def test_device_chain_gives_the_cpu_workers_vectors(data, monkeypatch, scale):
+    gray = flat_patches(data[0])
+    rgb = np.repeat(gray[:, :, :, None], 3, axis=3)
+    for images, color in ((gray, "gray"), (rgb, "opponent")):
+        params = {**SMALL, "scale": scale, "color": color}
+        cpu = FisherVectorEncoder(**params).fit(images)
+        expected = cpu.transform(images)
+        with monkeypatch.context() as m:
+            _on_cpu_as_on_a_gpu(m)
+            chain = FisherVectorEncoder(**{**params, "batch_size": None}).fit(images)  # other chunks
+            # the same descriptors were sampled: PCA and GMM agree to float32 rounding
+            np.testing.assert_allclose(chain.pca_.components_, cpu.pca_.components_, atol=1e-4)
+            np.testing.assert_allclose(chain.gmm_.means_, cpu.gmm_.means_, rtol=1e-3, atol=1e-4)
+            chain.pca_, chain.gmm_ = cpu.pca_, cpu.gmm_
+            got = chain.transform(images)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        # both are float32 computations of one float64 value, compared before the square root of the
+        # improved vector (which magnifies the rounding of values near zero): this toy GMM has
+        # variances down to 4e-5, so float32 is good to about 4e-5 there
+        exact = _unpowered(_float64_vectors(cpu, images))
+        np.testing.assert_allclose(_unpowered(expected), exact, atol=1e-4)
+        np.testing.assert_allclose(_unpowered(got), exact, atol=1e-4)
+
+
+def _unpowered(fvs):
+    """Improved Fisher vectors (alpha = 1/2) with the signed square root undone."""
+    return fvs * np.abs(fvs)
+
+
+def _float64_vectors(enc, images):
+    from fv.encoder import _local_features
+    from fv.fisher import spatial_pyramid_fisher_vectors
+
+    descs, frames, shape = _local_features(images, enc._params())
+    projected = [(d.astype(np.float64) - enc.pca_.mean_) @ enc.pca_.components_.T for d in descs]
+    gmm = enc.gmm_
+    return spatial_pyramid_fisher_vectors(projected, frames, shape, gmm.means_, gmm.covariances_, gmm.weights_,
+                                          dtype=torch.float64)
+
+
+def test_device_chain_chunks_by_pixels_and_keeps_order(data, fitted, monkeypatch):
+    from fv.encoder import _DEVICE_CHUNK_PIXELS
+
+    assert FisherVectorEncoder(scale=2.0)._chunks(np.zeros((1000, 28, 28)), torch.device("cuda"))[0] == (
+        0, _DEVICE_CHUNK_PIXELS // (56 * 56))
+    assert FisherVectorEncoder()._chunks(np.zeros((100, 28, 28)), None)[:2] == [(0, 32), (32, 64)]
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        FisherVectorEncoder(batch_size=0)._chunks(np.zeros((10, 28, 28)), None)
+    images = flat_patches(data[0])
+    expected = fitted.transform(images)
+    _on_cpu_as_on_a_gpu(monkeypatch)
+    chain = clone(fitted).set_params(batch_size=40)
+    chain.pca_, chain.gmm_, chain.n_features_out_ = fitted.pca_, fitted.gmm_, fitted.n_features_out_
+    all_at_once = chain.transform(images)
+    np.testing.assert_allclose(_unpowered(all_at_once), _unpowered(expected), atol=1e-4)  # previous test
+    for batch_size in (None, 3):  # one chunk (pixel budget), uneven chunks: the same rows in the same order
+        chunked = chain.set_params(batch_size=batch_size).transform(images)
+        np.testing.assert_allclose(_unpowered(chunked), _unpowered(all_at_once), atol=1e-4)
+
+
+def test_device_image_resize_matches_opencv():
+    from fv.encoder import _as_float_images
+
+    rng = np.random.default_rng(0)
+    for shape in ((3, 28, 28), (2, 37, 23), (2, 32, 32, 3)):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        for scale in (1.0, 2.0, 0.5, 1.7):
+            expected = _as_float_images(images, scale)
+            got = _as_float_images(images, scale, torch.device("cpu"))
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+            np.testing.assert_allclose(got.numpy(), expected, atol=5e-6)
+
+
+def test_device_needs_cuda_when_it_names_cuda(data):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        FisherVectorEncoder(**SMALL, device="cuda").fit(data[0])
+    assert FisherVectorEncoder(device="cpu")._device() is None  # the CPU workers
 
 
 def test_rgb_images_and_scale(data):
