@@ -142,9 +142,10 @@ def _project(desc, pca: dict):
     return y if isinstance(y, torch.Tensor) else y.astype(np.float32, copy=False)
 
 
-def _fisher(projected: list, frames: list, shape, params: dict, gmm: dict):
-    """Fisher vectors (B, dim) float32 of the projected descriptor sets of one chunk, on the sets' device."""
-    common = dict(improved=params["improved"], alpha=params["alpha"], dtype=torch.float32)
+def _fisher(projected, frames, shape, params: dict, gmm: dict, counts=None):
+    """Fisher vectors (B, dim) float32 of the projected descriptor sets of one chunk, on the sets'
+    device: lists of per-image arrays, or padded tensors with ``counts``."""
+    common = dict(improved=params["improved"], alpha=params["alpha"], dtype=torch.float32, counts=counts)
     if params["pyramid"]:
         return spatial_pyramid_fisher_vectors(projected, frames, shape, gmm["means"], gmm["covariances"],
                                               gmm["priors"], grid=params["pyramid"], **common)
@@ -157,13 +158,10 @@ def _encode_chunk(images, params: dict, pca: dict, gmm: dict) -> np.ndarray:
 
 
 def _encode_chunk_on(device: torch.device, images, params: dict, pca: dict, gmm: dict) -> np.ndarray:
-    """``_encode_chunk`` on ``device``: PCA applied to the whole padded chunk in one product;
-    ``pca`` holds tensors on ``device``."""
+    """``_encode_chunk`` on ``device``, the chunk padded throughout (no step per image); ``pca``
+    holds tensors on ``device``."""
     desc, frames, counts, shape = _local_features_on(device, images, params)
-    projected = _project(desc, pca)
-    fvs = _fisher([p[:c] for p, c in zip(projected, counts)], [f[:c] for f, c in zip(frames, counts)],
-                  shape, params, gmm)
-    return fvs.cpu().numpy()
+    return _fisher(_project(desc, pca), frames, shape, params, gmm, counts=counts).cpu().numpy()
 
 
 def _pick(descs: list, per_image: int, seeds, width: int) -> np.ndarray:

@@ -456,16 +456,18 @@ def _improve_(fv: torch.Tensor, alpha: float, scratch: torch.Tensor) -> torch.Te
 # --------------------------------------------------------------------------------------------------
 
 
-def _pyramid_cells(frames: torch.Tensor, height: int, width: int, grid) -> torch.Tensor:
-    """Cell index per descriptor and grid, (N, len(grid)) int64 (formula in the module docstring)."""
-    x = frames[:, 0].to(torch.float64)
-    y = frames[:, 1].to(torch.float64)
+def _pyramid_cells(frames: torch.Tensor, height, width, grid) -> torch.Tensor:
+    """Cell index per descriptor and grid, (..., len(grid)) int64 for frames (..., F >= 2) (formula in
+    the module docstring); ``height`` and ``width`` are numbers or tensors broadcasting against
+    ``frames[..., 0]`` (one size per image of a padded batch)."""
+    x = frames[..., 0].to(torch.float64)
+    y = frames[..., 1].to(torch.float64)
     columns = []
     for rows, cols in grid:
         r = torch.floor(y * rows / height).clamp(0, rows - 1).long()
         c = torch.floor(x * cols / width).clamp(0, cols - 1).long()
         columns.append(r * cols + c)
-    return torch.stack(columns, dim=1) if columns else frames.new_zeros(len(frames), 0, dtype=torch.long)
+    return torch.stack(columns, dim=-1) if columns else frames.new_zeros(frames.shape[:-1] + (0,), dtype=torch.long)
 
 
 class _DescriptorSets(NamedTuple):
@@ -586,8 +588,13 @@ def _encode_sets(
         if grid is None:
             levels = levels_spec
         else:
-            cell_ids = [_pyramid_cells(torch.as_tensor(frames[i]), *shapes[i], grid) for i in chunk]
-            cells = _pad(cell_ids, n_max, device)
+            if isinstance(frames, torch.Tensor):  # padded (B, N, F): the chunk's cells in one go
+                f = frames[torch.as_tensor(chunk, device=frames.device), :n_max].to(device)
+                height, width = torch.tensor([shapes[i] for i in chunk], dtype=torch.float64, device=device).T
+                cells = _pyramid_cells(f, height[:, None], width[:, None], grid)
+            else:
+                cell_ids = [_pyramid_cells(torch.as_tensor(frames[i]), *shapes[i], grid) for i in chunk]
+                cells = _pad(cell_ids, n_max, device)
             levels = [(cells[..., level] if c > 1 else None, c) for level, c in levels_spec]
         fv = workspace.take("fv", (len(chunk), n_regions, dim), torch.float64)
         region = 0
@@ -773,6 +780,22 @@ def _check_frames(frames, n: int, name: str):
     return frames
 
 
+def _check_padded_frames(frames, shape: tuple[int, int]) -> torch.Tensor:
+    """Padded frames (B, N, F >= 2) for padded descriptors (B, N, D), as a tensor."""
+    if not isinstance(frames, torch.Tensor):
+        try:
+            frames = torch.as_tensor(np.asarray(frames, dtype=np.float64))
+        except ValueError:  # ragged
+            frames = None
+    if frames is None or frames.ndim != 3 or tuple(frames.shape[:2]) != shape or frames.shape[2] < 2:
+        got = "a ragged sequence" if frames is None else f"shape {tuple(frames.shape)}"
+        raise ValueError(
+            f"frame_sets must be a padded array of shape ({shape[0]}, {shape[1]}, 2) holding (x, y) to go with"
+            f" padded descriptor_sets; got {got}"
+        )
+    return frames
+
+
 def spatial_pyramid_fisher_vector(
     descriptors,
     frames,
@@ -835,6 +858,7 @@ def spatial_pyramid_fisher_vectors(
     improved=True,
     alpha=0.5,
     weights_block=False,
+    counts=None,
     device=None,
     dtype=torch.float32,
     batch_size=None,
@@ -844,13 +868,15 @@ def spatial_pyramid_fisher_vectors(
 
     Parameters
     ----------
-    descriptor_sets : sequence of B arrays/tensors (N_i, D)
-    frame_sets : sequence of B arrays (N_i, 2) or (N_i, F >= 2)
+    descriptor_sets : sequence of B arrays/tensors (N_i, D), or a padded array (B, N, D)
+    frame_sets : sequence of B arrays (N_i, 2) or (N_i, F >= 2); with padded descriptors, a padded
+        array (B, N, F >= 2) (rows past each image's count are ignored)
     image_shapes : one (H, W) for all images, or a sequence of B shapes
     means, covariances, priors, grid, improved, alpha, weights_block :
         As in ``spatial_pyramid_fisher_vector``.
-    device, dtype, batch_size, out :
-        As in ``fisher_vectors``.
+    counts, device, dtype, batch_size, out :
+        As in ``fisher_vectors``. Padded input (for instance a batch of images described at once on a
+        GPU) is encoded without a step per image.
 
     Returns
     -------
@@ -859,11 +885,14 @@ def spatial_pyramid_fisher_vectors(
     gmm = _check_gmm(means, covariances, priors)
     K, D = gmm.means.shape
     grid = _check_grid(grid)
-    sets = _prepare_sets(descriptor_sets, None, D)
+    sets = _prepare_sets(descriptor_sets, counts, D)
     B = len(sets.lengths)
-    if len(frame_sets) != B:
+    if sets.padded is not None:
+        frames = _check_padded_frames(frame_sets, tuple(sets.padded.shape[:2]))
+    elif len(frame_sets) != B:
         raise ValueError(f"frame_sets must hold one (N_i, 2) array per image ({B}); got {len(frame_sets)}")
-    frames = [_check_frames(f, n, f"frame_sets[{i}]") for i, (f, n) in enumerate(zip(frame_sets, sets.lengths))]
+    else:
+        frames = [_check_frames(f, n, f"frame_sets[{i}]") for i, (f, n) in enumerate(zip(frame_sets, sets.lengths))]
     if len(image_shapes) in (2, 3) and all(np.isscalar(s) or getattr(s, "ndim", 1) == 0 for s in image_shapes):
         shapes = [_check_image_shape(image_shapes)] * B
     else:

@@ -451,6 +451,32 @@ def test_spatial_pyramid_batched_equals_single(params, descriptors):
     np.testing.assert_allclose(same_shape[0], single[0], rtol=1e-10, atol=1e-13)
 
 
+def test_spatial_pyramid_padded_with_counts_equals_ragged(params, descriptors):
+    rng = np.random.default_rng(9)
+    shapes = [(30, 30), (20, 45), (30, 30), (10, 10)]
+    counts = [50, 41, 0, 3]
+    padded = rng.normal(size=(4, 50, D)) * 100  # rows past each count hold garbage
+    frames = rng.uniform(-1e3, 1e3, size=(4, 50, 3))
+    for i, ((h, w), n) in enumerate(zip(shapes, counts)):
+        padded[i, :n] = descriptors[i : i + n]
+        frames[i, :n, :2] = np.column_stack([rng.uniform(0, w, n), rng.uniform(0, h, n)])
+    ragged = spatial_pyramid_fisher_vectors([padded[i, :n] for i, n in enumerate(counts)],
+                                            [frames[i, :n] for i, n in enumerate(counts)], shapes, *params,
+                                            dtype=np.float64)
+    for batch_size in (None, 3):
+        got = spatial_pyramid_fisher_vectors(padded, frames, shapes, *params, counts=counts, dtype=np.float64,
+                                             batch_size=batch_size)
+        np.testing.assert_allclose(got, ragged, rtol=1e-10, atol=1e-13)
+    as_tensors = spatial_pyramid_fisher_vectors(torch.from_numpy(padded), torch.from_numpy(frames), shapes, *params,
+                                                counts=torch.tensor(counts), dtype=torch.float64)
+    np.testing.assert_allclose(as_tensors.numpy(), ragged, rtol=1e-10, atol=1e-13)
+    one_shape = spatial_pyramid_fisher_vectors(padded[:1], frames[:1], (30, 30), *params, dtype=np.float64)
+    np.testing.assert_allclose(one_shape[0], ragged[0], rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match=r"frame_sets must be a padded array of shape \(4, 50, 2\)"):
+        spatial_pyramid_fisher_vectors(padded, [frames[i, :n] for i, n in enumerate(counts)], shapes, *params,
+                                       counts=counts)
+
+
 # --------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------
