@@ -126,11 +126,15 @@ def _local_features_on(device: torch.device, images, params: dict):
     x = _as_float_images(images, params["scale"], device)
     frames, desc = _phow(x, params)
     keep = frames[..., 2] >= params["contrast_threshold"]
-    order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[..., None]
-    desc = desc.take_along_dim(order, dim=1)
+    B, n = keep.shape
+    order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
+    # rows of the flattened (B * n, .) tensors: index_select, not take_along_dim, whose index broadcast
+    # over the 128 columns took a quarter of the chain's time on a CPU
+    rows = (order + n * torch.arange(B, device=keep.device)[:, None]).view(-1)
+    desc = desc.reshape(B * n, -1).index_select(0, rows).view(B, n, -1)
     if params["root_sift"]:
         desc = root_sift(desc)
-    frames = frames[..., :2].take_along_dim(order, dim=1)
+    frames = frames[..., :2].reshape(B * n, 2).index_select(0, rows).view(B, n, 2)
     return desc, frames, keep.sum(1).tolist(), tuple(x.shape[1:3])
 
 
