@@ -564,10 +564,11 @@ def make_pipeline(encoder: FisherVectorEncoder | None = None, *, Cs=(0.1, 1.0, 1
 
     Pass a configured ``encoder`` or its parameters as keywords (``make_pipeline(scale=2,
     n_components=64)``). ``pipeline.fit(images, labels)`` then ``pipeline.score(test_images,
-    test_labels)``.
+    test_labels)``. ``device`` ("cuda") puts the SVM on the GPU, and the encoder too unless a
+    configured ``encoder`` is passed.
     """
     if encoder is None:
-        encoder = FisherVectorEncoder(random_state=random_state, **encoder_params)
+        encoder = FisherVectorEncoder(random_state=random_state, device=device, **encoder_params)
     elif encoder_params:
         encoder = clone(encoder).set_params(**encoder_params)
     svm = ValidatedLinearSVM(Cs=Cs, validation_fraction=validation_fraction, solver=solver, device=device,

@@ -310,3 +310,12 @@ def test_pipeline_learns_stripes_and_works_in_grid_search():
     assert pipe.fit(X, y).score(X_test, y_test) >= 0.95
     search = GridSearchCV(make_pipeline(Cs=(1.0,), **SMALL), {"fv__n_components": [2, 4]}, cv=2).fit(X, y)
     assert search.best_params_["fv__n_components"] in (2, 4)
+
+
+def test_pipeline_device_reaches_the_encoder_and_the_svm():
+    pipe = make_pipeline(device="cpu", n_components=8)
+    assert pipe.named_steps["fv"].device == "cpu" and pipe.named_steps["svm"].device == "cpu"
+    assert pipe.named_steps["fv"].n_components == 8
+    configured = FisherVectorEncoder(n_components=4)
+    pipe = make_pipeline(configured, device="cpu")
+    assert pipe.named_steps["fv"] is configured and configured.device is None
