@@ -1,4 +1,4 @@
-"""The GPU measurement scripts run end to end (on the CPU, at small sizes), so that a GPU session
+"""The GPU measurement scripts run end to end (on the CPU, at small sizes), so that time on a GPU
 is not spent on a broken script."""
 
 from __future__ import annotations
