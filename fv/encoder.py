@@ -43,7 +43,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from .dsift import phow
-from .fisher import DEFAULT_GRID, fisher_vectors, spatial_pyramid_fisher_vectors
+from .fisher import DEFAULT_GRID, fisher_vectors, gather_rows, spatial_pyramid_fisher_vectors
 from .gmm import DiagonalGMM
 from ._validation import check_device
 from .svm import LinearSVM
@@ -126,16 +126,11 @@ def _local_features_on(device: torch.device, images, params: dict):
     x = _as_float_images(images, params["scale"], device)
     frames, desc = _phow(x, params)
     keep = frames[..., 2] >= params["contrast_threshold"]
-    B, n = keep.shape
     order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
-    # rows of the flattened (B * n, .) tensors: index_select, not take_along_dim, whose index broadcast
-    # over the 128 columns took a quarter of the chain's time on a CPU
-    rows = (order + n * torch.arange(B, device=keep.device)[:, None]).view(-1)
-    desc = desc.reshape(B * n, -1).index_select(0, rows).view(B, n, -1)
+    desc = gather_rows(desc, order)
     if params["root_sift"]:
         desc = root_sift(desc)
-    frames = frames[..., :2].reshape(B * n, 2).index_select(0, rows).view(B, n, 2)
-    return desc, frames, keep.sum(1).tolist(), tuple(x.shape[1:3])
+    return desc, gather_rows(frames[..., :2], order), keep.sum(1).tolist(), tuple(x.shape[1:3])
 
 
 def _project(desc, pca: dict):
@@ -352,25 +347,32 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         workers = effective_n_jobs(self.n_jobs)
         return "threading" if workers <= 2 else "loky"
 
-    def _parallel(self, tasks, total: int, desc: str, n_jobs=None):
-        """Yield the tasks' results in order, with a progress bar when ``verbose``.
+    def _map(self, fn, jobs, total: int, desc: str, device: torch.device | None = None):
+        """Yield ``fn(*job)`` for each job, in order, with a progress bar when ``verbose``.
 
-        Every task runs with one torch thread (``_one_thread``) and one BLAS thread: loky sets the
-        BLAS limit inside its worker processes; threads share the process's BLAS, so for them the
-        limit is set here, process-wide, for the duration (two threads calling a two-threaded
-        OpenBLAS at once stall each other: 1.8 ms per image instead of 1.15 ms in our measurement).
-        ``n_jobs`` overrides the estimator's (1 for the GPU's chunks).
+        On a GPU (``device``), ``fn(device, *job)`` one job after another in this process. On the
+        CPU, in ``n_jobs`` joblib workers, each job with one torch thread (``_one_thread``) and one
+        BLAS thread: loky sets the BLAS limit inside its worker processes; threads share the
+        process's BLAS, so for them the limit is set here, process-wide, for the duration (two
+        threads calling a two-threaded OpenBLAS at once stall each other: 1.8 ms per image instead
+        of 1.15 ms in our measurement).
         """
         from threadpoolctl import threadpool_limits
         from tqdm.auto import tqdm
 
+        def progress(results):
+            return tqdm(results, total=total, desc=desc, disable=not self.verbose, mininterval=1.0)
+
+        if device is not None:
+            yield from progress(fn(device, *job) for job in jobs)
+            return
         backend = self._backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}; got {backend!r}")
         blas = threadpool_limits(1, user_api="blas") if backend == "threading" else nullcontext()
         with blas, parallel_config(backend=backend, inner_max_num_threads=1 if backend == "loky" else None):
-            results = Parallel(n_jobs=self.n_jobs if n_jobs is None else n_jobs, return_as="generator")(tasks)
-            yield from tqdm(results, total=total, desc=desc, disable=not self.verbose, mininterval=1.0)
+            tasks = (delayed(_one_thread)(fn, *job) for job in jobs)
+            yield from progress(Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks))
 
     # -- fitting ----------------------------------------------------------------
 
@@ -384,14 +386,9 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         per_image = max(1, math.ceil(int(self.n_fit_descriptors) / n_images))
         chunks = self._chunks(X, device, n_images)
         seeds = rng.integers(0, 2**31, n_images)  # one per image: the sample is the same for any chunking
-        if device is None:
-            tasks = (delayed(_one_thread)(_sample_chunk, X[chosen[a:b]], params, per_image, seeds[a:b])
-                     for a, b in chunks)
-        else:
-            tasks = (delayed(_sample_chunk_on)(device, X[chosen[a:b]], params, per_image, seeds[a:b])
-                     for a, b in chunks)
-        parts = self._parallel(tasks, len(chunks), "descriptors", n_jobs=None if device is None else 1)
-        sample = np.concatenate(list(parts))
+        jobs = ((X[chosen[a:b]], params, per_image, seeds[a:b]) for a, b in chunks)
+        sample_chunk = _sample_chunk if device is None else _sample_chunk_on
+        sample = np.concatenate(list(self._map(sample_chunk, jobs, len(chunks), "descriptors", device)))
         if len(sample) > self.n_fit_descriptors:
             sample = sample[rng.choice(len(sample), int(self.n_fit_descriptors), replace=False)]
         n_dims = sample.shape[1] if self.pca_components is None else int(self.pca_components)
@@ -437,14 +434,12 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
             raise ValueError(f"out must be float32 of shape {shape}; got {out.dtype} {out.shape}")
         params, pca, gmm, device = self._params(), self._pca_params(), self._gmm_params(), self._device()
         chunks = self._chunks(X, device)
-        if device is None:
-            tasks = (delayed(_one_thread)(_encode_chunk, X[a:b], params, pca, gmm) for a, b in chunks)
-        else:
+        if device is not None:
             pca = {k: torch.as_tensor(v, device=device) if isinstance(v, np.ndarray) else v for k, v in pca.items()}
-            tasks = (delayed(_encode_chunk_on)(device, X[a:b], params, pca, gmm) for a, b in chunks)
-        fvs = self._parallel(tasks, len(chunks), "fisher vectors", n_jobs=None if device is None else 1)
-        for (a, b), chunk in zip(chunks, fvs):
-            out[a:b] = chunk
+        jobs = ((X[a:b], params, pca, gmm) for a, b in chunks)
+        encode_chunk = _encode_chunk if device is None else _encode_chunk_on
+        for (a, b), fvs in zip(chunks, self._map(encode_chunk, jobs, len(chunks), "fisher vectors", device)):
+            out[a:b] = fvs
         return out
 
     def get_feature_names_out(self, input_features=None):

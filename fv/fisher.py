@@ -353,6 +353,15 @@ def _augment_(Z: torch.Tensor, counts: torch.Tensor, enc: _Encoder) -> torch.Ten
     return row_mask
 
 
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``out[i, j] = x[i, index[i, j]]`` for x (B, n, F) and index (B, m): one ``index_select`` on the
+    flattened rows (``gather`` and ``take_along_dim`` broadcast the index over the F columns, several
+    times slower on a CPU)."""
+    B, n = x.shape[:2]
+    rows = (index + n * torch.arange(B, device=x.device)[:, None]).reshape(-1)
+    return x.reshape(B * n, -1).index_select(0, rows).view(B, index.shape[1], -1)
+
+
 def _cell_sums(Q: torch.Tensor, Z: torch.Tensor, keep: torch.Tensor, cells, n_cells: int, ws: _Workspace):
     """Per-cell sums Q^T Z over the kept rows: counts (b, C) and sums (b, C, K, 2D + 1).
 
@@ -377,10 +386,9 @@ def _cell_sums(Q: torch.Tensor, Z: torch.Tensor, keep: torch.Tensor, cells, n_ce
     slot = torch.where(sorted_key < n_cells, sorted_key * m + rank, n_cells * m)
     index = torch.full((b, n_cells * m + 1), n, dtype=torch.long, device=Q.device)
     index.scatter_(1, slot, order)  # the spare slot n_cells * m collects the rows to leave out
-    # rows of the flattened (b * (n + 1), .) tensors; row n of each image is a zero row (padding)
-    rows = (index[:, : n_cells * m] + (n + 1) * torch.arange(b, device=Q.device)[:, None]).view(-1)
-    Zg = torch.cat([Z, Z.new_zeros(b, 1, width)], 1).view(-1, width).index_select(0, rows)
-    Qg = torch.cat([Q, Q.new_zeros(b, 1, K)], 1).view(-1, K).index_select(0, rows)
+    index = index[:, : n_cells * m]  # row n of each image is a zero row (padding)
+    Zg = gather_rows(torch.cat([Z, Z.new_zeros(b, 1, width)], 1), index)
+    Qg = gather_rows(torch.cat([Q, Q.new_zeros(b, 1, K)], 1), index)
     sums = torch.bmm(Qg.view(b * n_cells, m, K).transpose(1, 2), Zg.view(b * n_cells, m, width))
     return counts[:, :n_cells], sums.view(b, n_cells, K, width)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from joblib import delayed
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from fv.dsift import phow
-from fv.encoder import (FisherVectorEncoder, ValidatedLinearSVM, _one_thread, encode_to_file, make_pipeline,
+from fv.encoder import (FisherVectorEncoder, ValidatedLinearSVM, encode_to_file, make_pipeline,
                         root_sift)
 from fv.fisher import fisher_vector, spatial_pyramid_fisher_vector
 from fv.svm import LinearSVM
@@ -108,8 +107,7 @@ def _thread_counts():
 @pytest.mark.parametrize("backend", ["threading", "loky"])
 def test_parallel_tasks_run_with_one_torch_and_one_blas_thread(backend):
     enc = FisherVectorEncoder(n_jobs=2, backend=backend)
-    tasks = (delayed(_one_thread)(_thread_counts) for _ in range(4))
-    for torch_threads, blas_threads in enc._parallel(tasks, 4, "test"):
+    for torch_threads, blas_threads in enc._map(_thread_counts, [()] * 4, 4, "test"):
         assert torch_threads == 1
         assert blas_threads <= {1}  # empty where numpy has no BLAS that threadpoolctl sees
 
@@ -120,7 +118,7 @@ def test_auto_backend_is_threads_for_two_workers_and_processes_beyond():
     assert FisherVectorEncoder(n_jobs=3)._backend() == "loky"
     assert FisherVectorEncoder(n_jobs=3, backend="threading")._backend() == "threading"
     with pytest.raises(ValueError, match="backend must be one of"):
-        list(FisherVectorEncoder(n_jobs=2, backend="dask-ish")._parallel(iter(()), 0, "test"))
+        list(FisherVectorEncoder(n_jobs=2, backend="dask-ish")._map(_thread_counts, iter(()), 0, "test"))
 
 
 def test_interrupted_encoding_leaves_no_file(data, fitted, tmp_path, monkeypatch):

@@ -451,6 +451,15 @@ def test_spatial_pyramid_batched_equals_single(params, descriptors):
     np.testing.assert_allclose(same_shape[0], single[0], rtol=1e-10, atol=1e-13)
 
 
+def test_gather_rows_matches_torch_gather():
+    from fv.fisher import gather_rows
+
+    x = torch.randn(3, 7, 5)
+    index = torch.randint(0, 7, (3, 4))
+    expected = x.gather(1, index[..., None].expand(-1, -1, 5))
+    assert torch.equal(gather_rows(x, index), expected)
+
+
 def test_spatial_pyramid_padded_with_counts_equals_ragged(params, descriptors):
     rng = np.random.default_rng(9)
     shapes = [(30, 30), (20, 45), (30, 30), (10, 10)]
