@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from fashion_mnist_fv import SETTINGS  # noqa: E402
-
-from experiments import datasets  # noqa: E402
-from experiments.report import PeakMemory  # noqa: E402
-from fv.encoder import FisherVectorEncoder  # noqa: E402
+from experiments import datasets
+from experiments.fv_vs_alexnet import FV_SMALL as SETTINGS  # the settings of fashion_mnist_fv.py
+from experiments.report import PeakMemory
+from fv.encoder import FisherVectorEncoder
 
 GIB = 1024**3
 
