@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import types
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch import nn
 
 import cnn
 from cnn import train as T
+from cnn.checkpoint import CheckpointError
 from cnn.train import ArrayData, DivergedError, History, TrainConfig, evaluate, predict, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -113,11 +115,12 @@ def test_same_seed_gives_identical_parameters():
     assert not same(params(a), params(c))
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, precision):
     x, y = patterns(200)
     xv, yv = patterns(64, seed=1)
     ck = str(tmp_path / "run.pt")
-    cfg = dict(epochs=4, schedule="onecycle", **FAST)
+    cfg = dict(epochs=4, schedule="onecycle", precision=precision, **FAST)
     straight = tiny(dropout=0.3)
     h_straight = train(straight, (x, y), (xv, yv), TrainConfig(**cfg, restore_best=False))
 
@@ -145,7 +148,7 @@ def test_resume_extends_a_constant_schedule_run(tmp_path):
     that does not depend on the run's length)."""
     x, y = patterns(160)
     ck = str(tmp_path / "c.pt")
-    cfg = dict(schedule="constant", lr=0.02, **FAST)
+    cfg = dict(schedule="constant", lr=0.02, precision="fp32", **FAST)
     straight = tiny(dropout=0.2)
     train(straight, (x, y), config=TrainConfig(epochs=4, **cfg))
     short = tiny(dropout=0.2)
@@ -274,7 +277,7 @@ def test_label_smoothing_loss_matches_the_reference():
     with torch.no_grad():
         expected = F.cross_entropy(model(inputs), data.labels, label_smoothing=0.1).item()
     h = train(model, (x, yy), config=TrainConfig(epochs=1, batch_size=64, lr=1e-12, augment=False,
-                                                label_smoothing=0.1, progress=False))
+                                                label_smoothing=0.1, precision="fp32", progress=False))
     assert h.epochs[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -294,7 +297,8 @@ def test_auxiliary_outputs_add_weighted_losses():
     model.train()
     with torch.no_grad():
         expected = T.training_loss(model(inputs), data.labels)[0].item()
-    h = train(model, (x, yy), (x, yy), TrainConfig(epochs=1, batch_size=64, lr=1e-12, augment=False, progress=False))
+    h = train(model, (x, yy), (x, yy), TrainConfig(epochs=1, batch_size=64, lr=1e-12, augment=False,
+                                                   precision="fp32", progress=False))
     assert h.epochs[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
     assert h.epochs[0]["val_top1"] is not None  # eval mode: plain logits
 
@@ -321,7 +325,8 @@ def test_per_head_aux_weights_from_the_model_or_the_config():
     model.train()
     with torch.no_grad():
         expected = T.training_loss(model(inputs), data.labels, aux_weight=(0.5, 0.1))[0].item()
-    h = train(model, (x, yy), config=TrainConfig(epochs=1, batch_size=64, lr=1e-12, augment=False, progress=False))
+    h = train(model, (x, yy), config=TrainConfig(epochs=1, batch_size=64, lr=1e-12, augment=False,
+                                                precision="fp32", progress=False))
     assert h.epochs[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -407,6 +412,38 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
     assert os.listdir(ck.parent) == ["model.pt"] and ck.read_bytes() == before
 
 
+@pytest.mark.parametrize(("content", "match"), [
+    (b"", "is empty"),
+    (b"not a checkpoint at all", "is damaged or not a trainer checkpoint"),
+    ("truncated", "is damaged or not a trainer checkpoint"),
+    ("foreign", "is not a trainer checkpoint: it lacks model, optimizer"),
+])
+def test_an_empty_or_damaged_checkpoint_is_named_in_the_error(tmp_path, content, match):
+    x, y = patterns(64)
+    ck = tmp_path / "run.pt"
+    cfg = dict(epochs=2, checkpoint=str(ck), **FAST)
+    if content == "truncated":  # a real checkpoint cut in half
+        train(tiny(), (x, y), config=TrainConfig(**cfg, stop_after=1))
+        ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    elif content == "foreign":  # a valid torch file, but not one the trainer wrote
+        torch.save({"weights": torch.zeros(3)}, ck)
+    else:
+        ck.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {re.escape(str(ck))} {match}.*delete it"):
+        train(tiny(), (x, y), config=TrainConfig(**cfg, resume=True))
+    assert issubclass(CheckpointError, ValueError)
+
+
+def test_progress_bar_prints_one_summary_per_epoch(capsys):
+    x, y = patterns(64)
+    train(tiny(), (x, y), (x, y), TrainConfig(epochs=2, batch_size=32, threads=1, progress=True))
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert all("loss " in line and "val_top1 " in line and line.endswith("img/s") for line in lines)
+    assert "epoch 1/2" in captured.err  # the bar itself
+
+
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -466,7 +503,7 @@ def test_evaluate_top1_top5_against_numpy():
     y = rng.integers(0, 10, 300)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 10))
-    m = evaluate(model, (x, y), mean=0.0, std=1.0, batch_size=64, device="cpu")
+    m = evaluate(model, (x, y), mean=0.0, std=1.0, batch_size=64, device="cpu", precision="fp32")
     logits = model(torch.from_numpy(x)).detach().numpy().astype(np.float64)
     rank = np.argsort(-logits, axis=1)
     top1 = np.mean(rank[:, 0] == y)
@@ -488,6 +525,75 @@ def test_alexnet_small_trains_a_step_on_28px_grey():
     h = train(model, (x, y), config=TrainConfig(epochs=1, batch_size=16, lr=0.01, flip=False, progress=False))
     assert len(h.epochs) == 1 and math.isfinite(h.epochs[0]["train_loss"])
     assert not same(before, params(model))
+
+
+# ----------------------------------------------------------------------------- devices and precision
+
+
+def conv_dtypes(model: TinyNet) -> list[torch.dtype]:
+    """The dtypes of the first convolution's outputs, one per forward pass (bfloat16 under bf16 autocast)."""
+    seen = []
+    model.features[0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    return seen
+
+
+def test_resolve_device_and_explicit_precisions():
+    assert T.resolve_device("cpu") == torch.device("cpu")
+    assert T.resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda:1' but CUDA is not available"):
+            T.resolve_device("cuda:1")
+    for device in ("cpu", torch.device("cpu"), "auto"):
+        assert T.resolve_precision("fp32", device) == "fp32" and T.resolve_precision("bf16", device) == "bf16"
+    with pytest.raises(ValueError, match=r"precision='fp16'.*'auto', 'fp32', 'bf16'"):
+        T.resolve_precision("fp16", "cpu")
+    assert TrainConfig().precision == "auto"
+
+
+def test_cpu_bf16_support_is_read_from_the_cpuinfo_flags(tmp_path):
+    def cpuinfo(name: str, flags: str) -> str:
+        path = tmp_path / name
+        path.write_text(f"processor\t: 0\nmodel name\t: A CPU\nflags\t\t: {flags}\nbugs\t\t: spectre_v1\n\n"
+                        f"processor\t: 1\nflags\t\t: {flags}\n")
+        return str(path)
+
+    assert T.cpu_supports_bf16(cpuinfo("avx512", "fpu sse2 avx512f avx512_bf16 avx512_vnni"))
+    assert T.cpu_supports_bf16(cpuinfo("amx", "fpu sse2 amx_bf16 amx_tile"))
+    assert not T.cpu_supports_bf16(cpuinfo("none", "fpu sse2 avx512f avx512_fp16 avx512_vnni"))
+    assert not T.cpu_supports_bf16(str(tmp_path / "missing"))
+    proc = "/proc/cpuinfo"
+    text = open(proc).read() if os.path.exists(proc) else ""
+    assert T.cpu_supports_bf16() == bool(re.search(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", text, re.M))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_where_the_cpu_has_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(T, "cpu_supports_bf16", lambda: native)
+    expected = torch.bfloat16 if native else torch.float32
+    assert T.resolve_precision("auto", "cpu") == T.resolve_precision("auto", torch.device("cpu")) == (
+        "bf16" if native else "fp32")
+    x, y = patterns(64)
+    model = tiny()
+    seen = conv_dtypes(model)
+    h = train(model, (x, y), (x, y), TrainConfig(epochs=1, device="cpu", **FAST))
+    assert len(seen) == 1 + 2 + 1 and set(seen) == {expected}  # probe, two training steps, validation
+    seen.clear()
+    evaluate(model, (x, y), mean=h.mean, std=h.std, device="cpu")
+    predict(model, x, mean=h.mean, std=h.std, device="cpu")
+    assert len(seen) == 4 and set(seen) == {expected}  # evaluate and predict: the same rule
+    seen.clear()
+    predict(model, x, mean=h.mean, std=h.std, device="cpu", precision="fp32")
+    predict(model, x, mean=h.mean, std=h.std, device="cpu", precision="bf16")
+    assert seen == [torch.float32] * 2 + [torch.bfloat16] * 2  # explicit values as given
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cuda_asks_the_device(monkeypatch, native):
+    asked = []
+    monkeypatch.setattr(T, "_cuda_supports_bf16", lambda device: asked.append(device) or native)
+    monkeypatch.setattr(T, "cpu_supports_bf16", lambda: not native)  # must not be consulted
+    assert T.resolve_precision("auto", torch.device("cuda:0")) == ("bf16" if native else "fp32")
+    assert asked == [torch.device("cuda:0")]
 
 
 # ----------------------------------------------------------------------------- errors
@@ -569,6 +675,12 @@ def test_cuda_bf16_channels_last_and_resident_data():
     assert m["top1"] > 0.9
     logits = predict(model, xv, mean=h.mean, std=h.std)
     assert logits.device.type == "cpu" and logits.dtype == torch.float32
+
+
+@cuda
+def test_cuda_auto_precision_follows_native_bf16_support():
+    native = torch.version.hip is not None or torch.cuda.get_device_capability()[0] >= 8  # Ampere and later
+    assert T.resolve_precision("auto", "cuda") == ("bf16" if native else "fp32")
 
 
 @cuda
