@@ -136,8 +136,8 @@ def main() -> None:
         rng = np.random.default_rng(K)
         means = rng.normal(size=(K, D)).astype(np.float32)
         variances = rng.uniform(0.5, 2.0, size=(K, D)).astype(np.float32)
-        priors = np.full(K, 1.0 / K, np.float32)
-        seconds = timed(lambda: fv.fisher_vectors(descriptors, means, variances, priors, improved=True,
+        mixture = fv.GMMParameters(means, variances, np.full(K, 1.0 / K, np.float32))
+        seconds = timed(lambda: fv.fisher_vectors(descriptors, mixture, improved=True,
                                                   device=device, dtype=torch.float32), device, args.repeats)
         figures[f"fv_K{K}_images_per_s"] = round(B / seconds, 1)
         print(f"Fisher vectors N={N}, D={D}, K={K}, batch {B}: {B / seconds:,.0f} images/s")

@@ -1,34 +1,15 @@
 """Input checks shared by the torch estimators of ``fv`` (``DiagonalGMM``, ``LinearSVM``).
 
 Numpy input goes through scikit-learn's ``validate_data`` in each estimator; a torch tensor is
-checked here with the same rules and messages, without copying it to the host.
+checked here with the same rules and messages, without copying it to the host. Devices are
+resolved by ``fv._compute.resolve_device``.
 """
 
 from __future__ import annotations
 
 import torch
 
-#: Rows per finiteness check: about 64 MiB of X at a time, so a large tensor needs no full-size mask.
-_CHECK_BYTES = 64 << 20
-
-
-def check_device(device) -> torch.device | None:
-    """``device`` as a ``torch.device`` (None stays None); a clear error where it names CUDA on a
-    machine without it."""
-    if device is None:
-        return None
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available; use device=None or 'cpu'."
-        )
-    return resolved
-
-
-def compute_device(device, X) -> torch.device:
-    """Where an estimator computes: ``device`` when given, else the device of a tensor ``X``, else
-    the CPU."""
-    return check_device(device) or (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
+from ._compute import chunk_rows
 
 
 def validate_tensor(estimator, X: torch.Tensor, *, reset: bool, min_samples: int = 1) -> torch.Tensor:
@@ -51,7 +32,9 @@ def validate_tensor(estimator, X: torch.Tensor, *, reset: bool, min_samples: int
         raise ValueError(f"Found a tensor with {X.shape[0]} sample(s); at least {min_samples} required.")
     if X.shape[1] < 1:
         raise ValueError("Found a tensor with 0 features; at least 1 required.")
-    rows = max(1, _CHECK_BYTES // (X.shape[1] * X.element_size()))
+    # The finiteness check goes over X in chunks of rows, so a large tensor needs no full-size mask.
+    # A row is one sample: D values of X and D one-byte values of the mask.
+    rows = chunk_rows(X.shape[1] * (X.element_size() + 1), X.device)
     for start in range(0, X.shape[0], rows):
         if not bool(torch.isfinite(X[start : start + rows]).all()):
             raise ValueError(

@@ -108,6 +108,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._compute import chunk_rows, resolve_device
+
 __all__ = ["DESCRIPTOR_SIZE", "dsift", "dsift_grid", "phow"]
 
 NUM_SPATIAL_BINS = 4  # per axis
@@ -119,8 +121,15 @@ _SQRT_CUT = 1e-8  # vl_fast_sqrt_f(x) returns 0 for x < 1e-8
 _CLIP = 0.2  # Lowe's clipping of normalised histogram entries
 _ATAN_C1, _ATAN_C3 = 0.9675, 0.1821  # vl_fast_atan2_f's cubic
 _BINS_PER_RADIAN = NUM_ORIENTATIONS / (2.0 * math.pi)
-_CPU_CHUNK_PIXELS = 2 ** 18  # images per chunk = this // (H * W), at least 1
-_GPU_CHUNK_PIXELS = 2 ** 26
+# A batch is described in chunks of whole images (``_dsift_torch``); one image costs its working set
+# per pixel times H * W. Per pixel: the two gradients and the eight orientation channels, plus about
+# six values for the temporaries -- at the orientation step two float maps and two int64 bin indices
+# (as large as four float32 maps); at the pooling step, which comes after them, the pooled maps on the
+# lattice of bin centres (fewer values per pixel the coarser the lattice, gcd(step, bin_size) pixels
+# apart; more when it is the pixel grid). In float32, 16 values are 64 bytes per pixel: 2**18 pixels
+# per 16 MiB chunk on the CPU (the working set stays in cache), 2**24 per 1 GiB on a GPU
+# (``fv._compute``).
+_WORKING_VALUES_PER_PIXEL = 16
 
 Output = Literal["unit", "scaled", "uint8"]
 _OUTPUTS = ("unit", "scaled", "uint8")
@@ -362,8 +371,8 @@ def _dsift_chunk(images: torch.Tensor, descriptors: torch.Tensor, mass: torch.Te
     if fast:
         hist.copy_(_pool_flat(channels, nx, ny, step, bin_size))
         omega = _window_means(bin_size, window_size)
-        weights = np.repeat(np.outer(omega, omega).ravel(), NUM_ORIENTATIONS)  # layout order
-        descriptors.mul_(torch.as_tensor(weights, dtype=hist.dtype, device=hist.device))
+        window_weights = np.repeat(np.outer(omega, omega).ravel(), NUM_ORIENTATIONS)  # layout order
+        descriptors.mul_(torch.as_tensor(window_weights, dtype=hist.dtype, device=hist.device))
     else:
         hist.copy_(_pool_gaussian(channels, nx, ny, step, bin_size, window_size))
     del channels
@@ -378,9 +387,11 @@ def _dsift_torch(images: torch.Tensor, *, step: int, bin_size: int, fast: bool,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, H, W) float -> centres (N, 2), raw histograms' mass (B, N), descriptors (B, N, 128).
 
-    On the CPU the batch is processed in chunks of about 2^18 pixels: large enough to amortise
-    the per-operation overhead over small images, small enough to keep the working set (about
-    40 bytes per pixel) in cache. On a GPU the chunks hold 2^26 pixels.
+    The batch is processed in chunks of whole images, as many as the device's chunk budget
+    holds at `_WORKING_VALUES_PER_PIXEL` values of the image dtype per pixel (``fv._compute``):
+    in float32 about 2^18 pixels on the CPU, large enough to amortise the per-operation
+    overhead over small images and small enough to keep the working set in cache, and 2^24 on a
+    GPU.
     """
     batch, height, width = images.shape
     xmin, ymin, xmax, ymax = _clip_bounds(bounds, height, width)
@@ -388,10 +399,10 @@ def _dsift_torch(images: torch.Tensor, *, step: int, bin_size: int, fast: bool,
     y0, ny = _grid_axis(ymin, ymax, step, bin_size)
     descriptors = images.new_empty((batch, ny * nx, DESCRIPTOR_SIZE))
     mass = images.new_empty((batch, ny * nx))
-    pixels = _CPU_CHUNK_PIXELS if images.device.type == "cpu" else _GPU_CHUNK_PIXELS
-    chunk = max(1, pixels // (height * width))
-    for start in range(0, batch, chunk):
-        stop = min(start + chunk, batch)
+    image_bytes = height * width * _WORKING_VALUES_PER_PIXEL * images.element_size()
+    images_per_chunk = chunk_rows(image_bytes, images.device)
+    for start in range(0, batch, images_per_chunk):
+        stop = min(start + images_per_chunk, batch)
         _dsift_chunk(images[start:stop], descriptors[start:stop], mass[start:stop], x0=x0, y0=y0,
                      nx=nx, ny=ny, step=step, bin_size=bin_size, fast=fast,
                      window_size=window_size, fast_math=fast_math)
@@ -443,20 +454,21 @@ def _dsift_opencv(images: np.ndarray, centres: np.ndarray, bin_size: int) -> np.
 
 
 def _as_tensor(image, name: str, device) -> tuple[torch.Tensor, bool]:
-    """numpy or torch floating image(s) -> torch tensor on the compute device, was-numpy flag."""
+    """numpy or torch floating image(s) -> torch tensor on the compute device
+    (``fv._compute.resolve_device``: None is the tensor's device, or the CPU), was-numpy flag."""
     if isinstance(image, np.ndarray):
         if image.dtype not in (np.float32, np.float64):
             raise TypeError(
                 f"{name} must be float32 or float64, got {image.dtype}; convert it first, e.g. "
                 f"image.astype(np.float32) / 255 for 8-bit images")
         tensor = torch.from_numpy(np.ascontiguousarray(image))
-        return (tensor.to(device) if device is not None else tensor), True
+        return tensor.to(resolve_device(device, tensor)), True
     if isinstance(image, torch.Tensor):
         if image.dtype not in (torch.float32, torch.float64):
             raise TypeError(
                 f"{name} must be float32 or float64, got {image.dtype}; convert it first, e.g. "
                 f"image.float() / 255 for 8-bit images")
-        return (image.to(device) if device is not None else image).detach(), False
+        return image.to(resolve_device(device, image)).detach(), False
     raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}")
 
 
@@ -532,7 +544,8 @@ def dsift(
     backend : "torch" | "opencv"
         The vectorised implementation, or OpenCV's ``SIFT.compute`` on the same key points.
     device : torch device or None
-        Where to compute; default: the tensor's device, or the CPU for numpy input.
+        Where to compute; default: the tensor's device, or the CPU for numpy input; ``"cpu"`` is
+        always the CPU.
 
     Returns
     -------

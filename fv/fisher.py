@@ -6,9 +6,15 @@ A Gaussian mixture with K components in D dimensions, diagonal covariances:
 
     p(x) = sum_k w_k N(x; mu_k, diag(sigma_k^2)),    w_k > 0,  sum_k w_k = 1.
 
-``means`` is (K, D), ``covariances`` holds the variances sigma_k^2 as (K, D) (scikit-learn's
-``GaussianMixture(covariance_type="diag").covariances_``, VLFeat's ``vl_gmm`` covariances) and
-``priors`` is (K,). The posterior (soft assignment) of descriptor x_i to component k is
+Every function of this module takes the mixture as one argument ``gmm``: a fitted `fv.DiagonalGMM`,
+a fitted ``sklearn.mixture.GaussianMixture(covariance_type="diag")``, or the record
+``fv.GMMParameters(means, covariances, weights)``. ``means`` is (K, D), ``covariances`` holds the
+variances sigma_k^2 as (K, D) (the ``covariances_`` of ``covariance_type="diag"``, VLFeat's ``vl_gmm``
+covariances) and ``weights`` holds the w_k, (K,). For example::
+
+    fv.fisher_vectors(descriptor_sets, gmm, improved=True)
+
+The posterior (soft assignment) of descriptor x_i to component k is
 
     q_ik = w_k N(x_i; mu_k, sigma_k^2) / sum_j w_j N(x_i; mu_j, sigma_j^2),
 
@@ -60,9 +66,21 @@ The closed-form diagonal approximation of the Fisher information of N descriptor
 
     F_alpha_k = N w_k,    F_mu_kd = N w_k / sigma_kd^2,    F_sigma_kd = 2 N w_k / sigma_kd^2.
 
-(The exact information of the softmax weights is N (diag(w) - w w^T), which is singular; the
-approximation keeps its diagonal.) ``fisher_information(..., n_descriptors=1)`` gives the
-per-descriptor information F_1 in the layout of ``fisher_score``.
+For the softmax weights the information under the same assumption is the (K, K) matrix
+N (diag(w) - w w^T): with one-hot posteriors drawn with probabilities w, E[(q_ik - w_k)(q_il - w_l)] =
+w_k delta_kl - w_k w_l. Its diagonal, N w_k (1 - w_k), is not what is kept. The matrix is singular: its
+rows sum to zero, as every weight score does (sum_k (q_ik - w_k) = 0), so the scores lie in its range
+{u : sum_k u_k = 0}. What is kept is N diag(w), because its inverse is a generalised inverse of the
+exact matrix: with sum_k w_k = 1,
+
+    (diag(w) - w w^T) diag(1 / w) (diag(w) - w w^T) = diag(w) - w w^T,
+
+and for scores u, v in the range u^T G v is the same for every generalised inverse G (the
+pseudo-inverse included). So diag(1 / (N w)) gives the exact Fisher kernel of the weight block, and the
+weight entries of the Fisher vector are a_k = U_alpha_k / (N sqrt(w_k)), as in Sanchez et al. 2013.
+For one descriptor their variance is 1 - w_k, not 1 (the mean and sigma entries have unit variance).
+``fisher_information(gmm, n_descriptors=1)`` gives the per-descriptor information F_1 in the layout
+of ``fisher_score``.
 
 Identity tying the three together, exact with these conventions: the unnormalised Fisher vector is the
 score whitened by the per-descriptor information and averaged over the descriptors,
@@ -131,6 +149,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+from sklearn.utils.validation import check_is_fitted
+
+from ._compute import chunk_rows, resolve_device
+from .gmm import DiagonalGMM, GMMParameters, log_joint_matrix
 
 __all__ = [
     "fisher_vector",
@@ -145,24 +168,19 @@ __all__ = [
 
 DEFAULT_GRID = ((1, 1), (2, 2), (3, 1))
 
-# Elements of the (images x descriptors x components) posterior matrix per batched product. On a CPU
-# a few MiB keeps the working set in cache (larger batches measured slower); on a GPU it is large
-# enough to fill the device.
-_CPU_BATCH_ELEMENTS = 2**21
-_CUDA_BATCH_ELEMENTS = 2**27
+# Chunks of the batched products (``_chunks``). A row of a chunk is one descriptor set, padded to the
+# longest of the chunk, n descriptors. What it costs grows with n K: its posteriors (n x K values of the
+# compute dtype) and about as much again beside them -- the augmented descriptors [y, y^2, 1]
+# (n x (2D + 1) values, as many as the posteriors for 2D + 1 = K) and, for spatial pyramids, the rows
+# gathered cell by cell. So a row costs this many values per (descriptor, component). With the budgets
+# of ``fv._compute`` that is 2**21 posteriors per chunk in float32 on a CPU (16 MiB: the working set
+# stays in cache; larger chunks measured slower) and 2**27 on a GPU (1 GiB).
+_VALUES_PER_POSTERIOR = 2
 
 
 # --------------------------------------------------------------------------------------------------
 # Input validation and conversion
 # --------------------------------------------------------------------------------------------------
-
-
-class _GMM(NamedTuple):
-    """Validated GMM parameters as float64 NumPy arrays."""
-
-    means: np.ndarray  # (K, D)
-    variances: np.ndarray  # (K, D)
-    priors: np.ndarray  # (K,)
 
 
 def _to_float64_numpy(a, name: str) -> np.ndarray:
@@ -174,10 +192,26 @@ def _to_float64_numpy(a, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a numeric array or tensor; got {type(a).__name__}") from exc
 
 
-def _check_gmm(means, covariances, priors) -> _GMM:
-    means = _to_float64_numpy(means, "means")
-    variances = _to_float64_numpy(covariances, "covariances")
-    priors = _to_float64_numpy(priors, "priors")
+def _check_gmm(gmm) -> GMMParameters:
+    """The mixture ``gmm`` (module docstring, Model) as validated float64 NumPy parameters."""
+    if isinstance(gmm, (DiagonalGMM, GaussianMixture, BayesianGaussianMixture)):
+        check_is_fitted(gmm, ("means_", "covariances_", "weights_"))
+        covariance_type = getattr(gmm, "covariance_type", "diag")
+        if covariance_type != "diag":
+            raise ValueError(
+                f"gmm has covariance_type={covariance_type!r}; Fisher vectors need diagonal covariances: "
+                "fit GaussianMixture(covariance_type='diag') or fv.DiagonalGMM"
+            )
+        gmm = GMMParameters(gmm.means_, gmm.covariances_, gmm.weights_)
+    elif not isinstance(gmm, GMMParameters):
+        hint = " (wrap a tuple as fv.GMMParameters(means, covariances, weights))" if isinstance(gmm, tuple) else ""
+        raise TypeError(
+            "gmm must be a fitted fv.DiagonalGMM, a fitted sklearn.mixture.GaussianMixture(covariance_type='diag')"
+            f" or fv.GMMParameters(means, covariances, weights); got {type(gmm).__name__}{hint}"
+        )
+    means = _to_float64_numpy(gmm.means, "means")
+    variances = _to_float64_numpy(gmm.covariances, "covariances")
+    weights = _to_float64_numpy(gmm.weights, "weights")
     if means.ndim != 2 or means.shape[0] == 0 or means.shape[1] == 0:
         raise ValueError(f"means must have shape (n_components, n_features); got shape {means.shape}")
     K, D = means.shape
@@ -186,18 +220,18 @@ def _check_gmm(means, covariances, priors) -> _GMM:
             f"covariances must hold diagonal variances of shape (n_components, n_features) = ({K}, {D})"
             f" to match means; got shape {variances.shape}"
         )
-    if priors.shape != (K,):
-        raise ValueError(f"priors must have shape (n_components,) = ({K},); got shape {priors.shape}")
-    for name, a in (("means", means), ("covariances", variances), ("priors", priors)):
+    if weights.shape != (K,):
+        raise ValueError(f"weights must have shape (n_components,) = ({K},); got shape {weights.shape}")
+    for name, a in (("means", means), ("covariances", variances), ("weights", weights)):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name} must be finite")
     if np.any(variances <= 0):
         raise ValueError("covariances (variances) must be strictly positive")
-    if np.any(priors <= 0):
-        raise ValueError("priors must be strictly positive")
-    if not np.isclose(priors.sum(), 1.0, rtol=0.0, atol=1e-4):
-        raise ValueError(f"priors must sum to 1; they sum to {priors.sum():.6g}")
-    return _GMM(means, variances, priors)
+    if np.any(weights <= 0):
+        raise ValueError("weights must be strictly positive")
+    if not np.isclose(weights.sum(), 1.0, rtol=0.0, atol=1e-4):
+        raise ValueError(f"weights must sum to 1; they sum to {weights.sum():.6g}")
+    return GMMParameters(means, variances, weights)
 
 
 def _check_descriptors(x, n_features: int, name: str = "descriptors"):
@@ -271,13 +305,13 @@ def _feature_dim(K: int, D: int, weights_block: bool) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-class _Encoder(NamedTuple):
-    """GMM constants on the compute device.
+class _FisherCoefficients(NamedTuple):
+    """What the batched core needs of the mixture, on the compute device.
 
-    ``weight`` maps the augmented descriptor z = [y, y^2, 1] with y = x - c (2D + 1 values) to the
-    log-joint density log w_k + log N(x; mu_k, sigma_k^2), up to one constant shared by all k. The
-    float64 coefficients turn the sums S0 = sum_i q_ik, Sy = sum_i q_ik y_i, Syy = sum_i q_ik y_i^2
-    into the Fisher vector blocks (m_k = mu_k - c):
+    ``log_joint`` maps the augmented descriptor z = [y, y^2, 1] with y = x - c (2D + 1 values) to the
+    log-joint density log w_k + log N(x; mu_k, sigma_k^2), up to one constant shared by all k
+    (``fv.gmm.log_joint_matrix`` of the centred means m_k = mu_k - c). The float64 coefficients turn
+    the sums S0 = sum_i q_ik, Sy = sum_i q_ik y_i, Syy = sum_i q_ik y_i^2 into the Fisher vector blocks:
 
         sqrt(w_k) N u_k      = (Sy - S0 m_k) / sigma_k
         sqrt(2 w_k) N v_k    = sum_i q_ik (x_i - mu_k)^2 / sigma_k^2 - S0
@@ -285,39 +319,34 @@ class _Encoder(NamedTuple):
         sqrt(w_k) N a_k      = S0 - N w_k
     """
 
-    weight: torch.Tensor  # (2D + 1, K), compute dtype
-    shift: torch.Tensor  # (D,), compute dtype: c = sum_k w_k mu_k
+    log_joint: torch.Tensor  # (2D + 1, K), compute dtype
+    centre: torch.Tensor  # (D,), compute dtype: c = sum_k w_k mu_k
     u_y: torch.Tensor  # (K, D) float64: 1 / (sigma_k sqrt(w_k))
     u_0: torch.Tensor  # (K, D): -m_k / (sigma_k sqrt(w_k))
     v_yy: torch.Tensor  # (K, D): 1 / (sigma_k^2 sqrt(2 w_k))
     v_y: torch.Tensor  # (K, D): -2 m_k / (sigma_k^2 sqrt(2 w_k))
     v_0: torch.Tensor  # (K, D): (m_k^2 / sigma_k^2 - 1) / sqrt(2 w_k)
-    priors: torch.Tensor  # (K,) float64
+    weights: torch.Tensor  # (K,) float64
 
 
-def _make_encoder(gmm: _GMM, device, dtype: torch.dtype) -> _Encoder:
-    shift = gmm.priors @ gmm.means
-    m = gmm.means - shift
-    precision = 1.0 / gmm.variances
-    bias = np.log(gmm.priors) - 0.5 * np.sum(np.log(2 * np.pi * gmm.variances) + m * m * precision, axis=1)
-    bias -= bias.max()  # the softmax ignores a shared constant; keep the float32 values small
-    weight = np.concatenate([(m * precision).T, -0.5 * precision.T, bias[None, :]], axis=0)
-    sqrt_w = np.sqrt(gmm.priors)[:, None]
-    sqrt_2w = np.sqrt(2.0) * sqrt_w
-    sigma = np.sqrt(gmm.variances)
-
-    def f64(a):
-        return torch.as_tensor(a, dtype=torch.float64, device=device)
-
-    return _Encoder(
-        weight=torch.as_tensor(weight, dtype=dtype, device=device),
-        shift=torch.as_tensor(shift, dtype=dtype, device=device),
-        u_y=f64(1.0 / (sigma * sqrt_w)),
-        u_0=f64(-m / (sigma * sqrt_w)),
-        v_yy=f64(precision / sqrt_2w),
-        v_y=f64(-2.0 * m * precision / sqrt_2w),
-        v_0=f64((m * m * precision - 1.0) / sqrt_2w),
-        priors=f64(gmm.priors),
+def _fisher_coefficients(mixture: GMMParameters, device, dtype: torch.dtype) -> _FisherCoefficients:
+    """The coefficients of validated float64 mixture parameters, on ``device``."""
+    means, variances, weights = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in mixture)
+    centre = weights @ means
+    m = means - centre
+    precision = 1.0 / variances
+    sqrt_w = torch.sqrt(weights)[:, None]
+    sqrt_2w = math.sqrt(2.0) * sqrt_w
+    sigma = torch.sqrt(variances)
+    return _FisherCoefficients(
+        log_joint=log_joint_matrix(weights, m, variances, dtype, up_to_constant=True),
+        centre=centre.to(dtype),
+        u_y=1.0 / (sigma * sqrt_w),
+        u_0=-m / (sigma * sqrt_w),
+        v_yy=precision / sqrt_2w,
+        v_y=-2.0 * m * precision / sqrt_2w,
+        v_0=(m * m * precision - 1.0) / sqrt_2w,
+        weights=weights,
     )
 
 
@@ -338,13 +367,13 @@ class _Workspace:
         return buffer[:size].view(shape)
 
 
-def _augment_(Z: torch.Tensor, counts: torch.Tensor, enc: _Encoder) -> torch.Tensor:
+def _augment_(Z: torch.Tensor, counts: torch.Tensor, coefficients: _FisherCoefficients) -> torch.Tensor:
     """In place: Z (b, n, 2D + 1) holding descriptors x in Z[..., :D] becomes [x - c, (x - c)^2, 1],
     with zero rows past each image's count (whatever they held). Returns the row mask (b, n)."""
     b, n, width = Z.shape
     D = (width - 1) // 2
     y = Z[..., :D]
-    y.sub_(enc.shift)
+    y.sub_(coefficients.centre)
     row_mask = torch.arange(n, device=Z.device) < counts[:, None]
     if n and bool((counts < n).any()):
         y.masked_fill_(~row_mask[..., None], 0.0)
@@ -393,15 +422,15 @@ def _cell_sums(Q: torch.Tensor, Z: torch.Tensor, keep: torch.Tensor, cells, n_ce
     return counts[:, :n_cells], sums.view(b, n_cells, K, width)
 
 
-def _chunk_sums(Z: torch.Tensor, counts: torch.Tensor, enc: _Encoder, levels, ws: _Workspace) -> list:
+def _chunk_sums(Z: torch.Tensor, counts: torch.Tensor, coefficients: _FisherCoefficients, levels, ws: _Workspace) -> list:
     """(counts (b, C), sums (b, C, K, 2D + 1)) for each (cells, C) level of a chunk of b images.
 
     Z (b, n, 2D + 1) holds the descriptors in Z[..., :D] (``_augment_`` fills in the rest).
     """
     b, n, _ = Z.shape
-    K = enc.weight.shape[1]
-    row_mask = _augment_(Z, counts, enc)
-    Q = torch.mm(Z.view(b * n, Z.shape[-1]), enc.weight, out=ws.take("posteriors", (b * n, K)))
+    K = coefficients.log_joint.shape[1]
+    row_mask = _augment_(Z, counts, coefficients)
+    Q = torch.mm(Z.view(b * n, Z.shape[-1]), coefficients.log_joint, out=ws.take("posteriors", (b * n, K)))
     torch.softmax(Q, dim=-1, out=Q)  # log-joint densities -> posteriors, in place
     Q = Q.view(b, n, K)
     sums = [_cell_sums(Q, Z, row_mask, cells, c, ws) for cells, c in levels]
@@ -415,48 +444,50 @@ def _chunk_sums(Z: torch.Tensor, counts: torch.Tensor, enc: _Encoder, levels, ws
     return sums
 
 
-def _fisher_blocks(count, sums, enc: _Encoder, weights_block: bool, per_descriptor: bool, out: torch.Tensor):
+def _fisher_blocks(count, sums, coefficients: _FisherCoefficients, weights_block: bool, per_descriptor: bool,
+                   out: torch.Tensor):
     """Unnormalised Fisher vectors written into ``out`` (b, C, dim) float64, from the sums.
 
-    The coefficients are in ``_Encoder``. With ``per_descriptor=False`` the 1/N factor is left out
-    (the improved vector does not depend on it). A vector holding a non-finite value (overflow) is set
-    to zero.
+    The coefficients are those of ``_FisherCoefficients``. With ``per_descriptor=False`` the 1/N factor
+    is left out (the improved vector does not depend on it). A vector holding a non-finite value
+    (overflow) is set to zero.
     """
     b, C, K, width = sums.shape
     D = (width - 1) // 2
     s0, sy, syy = sums[..., 2 * D : 2 * D + 1], sums[..., :D], sums[..., D : 2 * D]
     offset = K if weights_block else 0
-    fv = out  # (b, C, dim) float64
-    u = fv[..., offset : offset + K * D].view(b, C, K, D)
-    torch.mul(sy, enc.u_y, out=u)
-    u.addcmul_(s0, enc.u_0)
-    v = fv[..., offset + K * D :].view(b, C, K, D)
-    torch.mul(syy, enc.v_yy, out=v)
-    v.addcmul_(sy, enc.v_y).addcmul_(s0, enc.v_0)
+    vectors = out  # (b, C, dim) float64
+    u = vectors[..., offset : offset + K * D].view(b, C, K, D)
+    torch.mul(sy, coefficients.u_y, out=u)
+    u.addcmul_(s0, coefficients.u_0)
+    v = vectors[..., offset + K * D :].view(b, C, K, D)
+    torch.mul(syy, coefficients.v_yy, out=v)
+    v.addcmul_(sy, coefficients.v_y).addcmul_(s0, coefficients.v_0)
     n = count.to(torch.float64)[..., None]  # (b, C, 1)
     if weights_block:
-        torch.sub(s0[..., 0], n * enc.priors, out=fv[..., :K]).div_(torch.sqrt(enc.priors))
+        weights = coefficients.weights
+        torch.sub(s0[..., 0], n * weights, out=vectors[..., :K]).div_(torch.sqrt(weights))
     if per_descriptor:
-        fv.div_(n.clamp(min=1.0))  # empty cells have zero sums
-    bad = ~torch.isfinite(fv.sum(-1))
+        vectors.div_(n.clamp(min=1.0))  # empty cells have zero sums
+    bad = ~torch.isfinite(vectors.sum(-1))
     if bool(bad.any()):
-        fv[bad] = 0.0
-    return fv
+        vectors[bad] = 0.0
+    return vectors
 
 
-def _l2_normalise_(fv: torch.Tensor) -> torch.Tensor:
-    norm = torch.linalg.vector_norm(fv, dim=-1, keepdim=True)
-    return fv.div_(torch.where(norm > 0, norm, 1.0))
+def _l2_normalise_(vectors: torch.Tensor) -> torch.Tensor:
+    norm = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
+    return vectors.div_(torch.where(norm > 0, norm, 1.0))
 
 
-def _improve_(fv: torch.Tensor, alpha: float, scratch: torch.Tensor) -> torch.Tensor:
+def _improve_(vectors: torch.Tensor, alpha: float, scratch: torch.Tensor) -> torch.Tensor:
     """In place: signed power sign(z) |z|^alpha, then L2 over the last axis; zero vectors stay zero."""
-    powered = torch.abs(fv, out=scratch)
+    powered = torch.abs(vectors, out=scratch)
     if alpha == 0.5:
         powered.sqrt_()  # faster than pow
     else:
         powered.pow_(alpha)
-    return _l2_normalise_(fv.copy_(powered.copysign_(fv)))
+    return _l2_normalise_(vectors.copy_(powered.copysign_(vectors)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,10 +521,12 @@ class _DescriptorSets(NamedTuple):
             return isinstance(self.padded, torch.Tensor)
         return any(isinstance(s, torch.Tensor) for s in self.ragged)
 
-    def device(self) -> torch.device:
+    def any_tensor(self) -> torch.Tensor | None:
+        """The padded tensor or the first tensor among the ragged sets (None for NumPy input): where
+        ``device=None`` computes (``fv._compute.resolve_device``)."""
         if isinstance(self.padded, torch.Tensor):
-            return self.padded.device
-        return next((s.device for s in self.ragged or () if isinstance(s, torch.Tensor)), torch.device("cpu"))
+            return self.padded
+        return next((s for s in self.ragged or () if isinstance(s, torch.Tensor)), None)
 
     def write(self, index: list[int], out: torch.Tensor) -> None:
         """Copy images ``index`` into out (len(index), n_max, D); rows past each length are left as they are.
@@ -551,23 +584,27 @@ def _pad(items: list[torch.Tensor], n_max: int, device) -> torch.Tensor:
     return out.to(device)
 
 
-def _chunks(lengths: Sequence[int], K: int, device: torch.device, batch_size: int | None):
-    """Image indices in chunks, longest sets first, so that each chunk pads little."""
+def _chunks(lengths: Sequence[int], K: int, device: torch.device, dtype: torch.dtype, batch_size: int | None):
+    """Image indices in chunks, longest sets first, so that each chunk pads little.
+
+    ``batch_size`` images per chunk, or by default as many as the device's budget holds when each costs
+    what the longest remaining set of n descriptors does: n K `_VALUES_PER_POSTERIOR` values of ``dtype``.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    budget = _CUDA_BATCH_ELEMENTS if device.type == "cuda" else _CPU_BATCH_ELEMENTS
     start = 0
     while start < len(order):
         if batch_size is not None:
             size = batch_size
         else:
-            size = max(1, budget // max(1, lengths[order[start]] * K))
+            row_bytes = lengths[order[start]] * K * _VALUES_PER_POSTERIOR * dtype.itemsize
+            size = chunk_rows(row_bytes, device)
         yield order[start : start + size]
         start += size
 
 
 def _encode_sets(
     sets: _DescriptorSets,
-    gmm: _GMM,
+    mixture: GMMParameters,
     *,
     improved: bool,
     alpha: float,
@@ -581,14 +618,14 @@ def _encode_sets(
     grid=None,
 ):
     """Fisher vectors of validated descriptor sets, written into ``out`` (B, dim) row by row."""
-    K, D = gmm.means.shape
+    K, D = mixture.means.shape
     dim = _feature_dim(K, D, weights_block)
-    enc = _make_encoder(gmm, device, dtype)
+    coefficients = _fisher_coefficients(mixture, device, dtype)
     workspace = _Workspace(device, dtype)
     lengths = sets.lengths
     n_regions = 1 if grid is None else sum(r * c for r, c in grid)
     levels_spec = [(None, 1)] if grid is None else [(level, r * c) for level, (r, c) in enumerate(grid)]
-    for chunk in _chunks(lengths, K, device, batch_size):
+    for chunk in _chunks(lengths, K, device, dtype, batch_size):
         n_max = max(lengths[i] for i in chunk)
         Z = workspace.take("z", (len(chunk), n_max, 2 * D + 1))
         sets.write(chunk, Z[..., :D])
@@ -604,27 +641,24 @@ def _encode_sets(
                 cell_ids = [_pyramid_cells(torch.as_tensor(frames[i]), *shapes[i], grid) for i in chunk]
                 cells = _pad(cell_ids, n_max, device)
             levels = [(cells[..., level] if c > 1 else None, c) for level, c in levels_spec]
-        fv = workspace.take("fv", (len(chunk), n_regions, dim), torch.float64)
+        vectors = workspace.take("fv", (len(chunk), n_regions, dim), torch.float64)
         region = 0
-        for count, sums in _chunk_sums(Z, counts, enc, levels, workspace):
+        for count, sums in _chunk_sums(Z, counts, coefficients, levels, workspace):
             n_cells = sums.shape[1]
-            _fisher_blocks(count, sums, enc, weights_block, not improved, out=fv[:, region : region + n_cells])
+            _fisher_blocks(count, sums, coefficients, weights_block, not improved,
+                           out=vectors[:, region : region + n_cells])
             region += n_cells
         if improved:  # in the working precision: the power and the norms need no more
-            fv = workspace.take("improved", fv.shape).copy_(fv)
-            _improve_(fv, alpha, scratch=workspace.take("scratch", fv.shape))
+            vectors = workspace.take("improved", vectors.shape).copy_(vectors)
+            _improve_(vectors, alpha, scratch=workspace.take("scratch", vectors.shape))
             if n_regions > 1:
-                _l2_normalise_(fv.view(len(chunk), -1))
-        fv = fv.view(len(chunk), -1)
+                _l2_normalise_(vectors.view(len(chunk), -1))
+        vectors = vectors.view(len(chunk), -1)
         if isinstance(out, torch.Tensor):
-            out[torch.as_tensor(chunk, device=out.device)] = fv.to(device=out.device, dtype=out.dtype)
+            out[torch.as_tensor(chunk, device=out.device)] = vectors.to(device=out.device, dtype=out.dtype)
         else:
-            out[np.asarray(chunk)] = fv.cpu().numpy()
+            out[np.asarray(chunk)] = vectors.cpu().numpy()
     return out
-
-
-def _resolve_device(sets: _DescriptorSets, device) -> torch.device:
-    return sets.device() if device is None else torch.device(device)
 
 
 def _make_out(out, B: int, dim: int, dtype: torch.dtype, as_torch: bool, device: torch.device):
@@ -642,7 +676,7 @@ def _make_out(out, B: int, dim: int, dtype: torch.dtype, as_torch: bool, device:
 # --------------------------------------------------------------------------------------------------
 
 
-def fisher_vector(descriptors, means, covariances, priors, *, improved=True, alpha=0.5, weights_block=False):
+def fisher_vector(descriptors, gmm, *, improved=True, alpha=0.5, weights_block=False):
     """Fisher vector of one set of descriptors under a diagonal GMM (VLFeat ``vl_fisher`` layout).
 
     Formulas, layout and normalisation are in the module docstring (Perronnin, Sanchez & Mensink 2010;
@@ -652,11 +686,8 @@ def fisher_vector(descriptors, means, covariances, priors, *, improved=True, alp
     ----------
     descriptors : array or tensor, shape (N, D)
         Local descriptors of one image. N may be 0 (the result is zeros).
-    means : array, shape (K, D)
-    covariances : array, shape (K, D)
-        Diagonal variances sigma_k^2.
-    priors : array, shape (K,)
-        Mixture weights w_k, positive, summing to 1.
+    gmm : fitted fv.DiagonalGMM, fitted GaussianMixture(covariance_type="diag"), or fv.GMMParameters
+        The mixture: K components in D dimensions, positive weights summing to 1 (module docstring).
     improved : bool, default True
         Apply the signed power and L2 normalisation.
     alpha : float in (0, 1], default 0.5
@@ -670,16 +701,16 @@ def fisher_vector(descriptors, means, covariances, priors, *, improved=True, alp
         A NumPy array for NumPy input, a tensor on the descriptors' device for tensor input; float32
         for float32 input, float64 otherwise (which is also the precision of the computation).
     """
-    gmm = _check_gmm(means, covariances, priors)
-    K, D = gmm.means.shape
+    mixture = _check_gmm(gmm)
+    K, D = mixture.means.shape
     x = _check_descriptors(descriptors, D)
     as_torch = isinstance(x, torch.Tensor)
-    device = x.device if as_torch else torch.device("cpu")
+    device = resolve_device(None, x)
     dtype = _natural_dtype(x)
     out = _make_out(None, 1, _feature_dim(K, D, weights_block), dtype, as_torch, device)
     with torch.no_grad():
         _encode_sets(
-            _DescriptorSets([len(x)], ragged=[x]), gmm, improved=improved, alpha=_check_alpha(alpha),
+            _DescriptorSets([len(x)], ragged=[x]), mixture, improved=improved, alpha=_check_alpha(alpha),
             weights_block=weights_block, device=device, dtype=dtype, batch_size=1, out=out,
         )
     return out[0]
@@ -687,9 +718,7 @@ def fisher_vector(descriptors, means, covariances, priors, *, improved=True, alp
 
 def fisher_vectors(
     descriptor_sets,
-    means,
-    covariances,
-    priors,
+    gmm,
     *,
     improved=True,
     alpha=0.5,
@@ -710,19 +739,18 @@ def fisher_vectors(
     ----------
     descriptor_sets : sequence of arrays/tensors of shape (N_i, D), or a padded array (B, N, D)
         The descriptors of B images; N_i may differ and may be 0.
-    means, covariances, priors : arrays, shapes (K, D), (K, D), (K,)
-        Diagonal GMM (variances, weights), as in ``fisher_vector``.
-    improved, alpha, weights_block :
+    gmm, improved, alpha, weights_block :
         As in ``fisher_vector``.
     counts : sequence of B ints, optional
         With a padded (B, N, D) array: the number of valid leading rows of each image (default N).
     device : torch device, optional
-        Where to compute; default the device of tensor input, else the CPU.
+        Where to compute; default the device of tensor input, else the CPU (``"cpu"``: the CPU).
     dtype : torch.float32 or torch.float64 (or the NumPy equivalents), default float32
         Working and output precision.
     batch_size : int, optional
-        Images per batched product; default chosen so that a chunk's posterior matrix has about 2**21
-        elements on a CPU (cache-sized) and 2**27 on a GPU.
+        Images per batched product; by default as many as fit the device's chunk budget
+        (``fv._compute``): in float32 about 2**21 posteriors per chunk on a CPU (cache-sized) and
+        2**27 on a GPU.
     out : array or tensor of shape (B, dim), optional
         Written row by row (for instance a ``numpy.memmap``); returned.
 
@@ -731,15 +759,15 @@ def fisher_vectors(
     fvs : shape (B, dim), dim = 2 K D (+ K with ``weights_block``)
         A NumPy array for NumPy input and a tensor on ``device`` for tensor input, unless ``out``.
     """
-    gmm = _check_gmm(means, covariances, priors)
-    K, D = gmm.means.shape
+    mixture = _check_gmm(gmm)
+    K, D = mixture.means.shape
     sets = _prepare_sets(descriptor_sets, counts, D)
-    device = _resolve_device(sets, device)
+    device = resolve_device(device, sets.any_tensor())
     dtype = _torch_dtype(dtype)
     out = _make_out(out, len(sets.lengths), _feature_dim(K, D, weights_block), dtype, sets.is_torch(), device)
     with torch.no_grad():
         return _encode_sets(
-            sets, gmm, improved=improved, alpha=_check_alpha(alpha), weights_block=weights_block,
+            sets, mixture, improved=improved, alpha=_check_alpha(alpha), weights_block=weights_block,
             device=device, dtype=dtype, batch_size=_check_batch_size(batch_size), out=out,
         )
 
@@ -808,9 +836,7 @@ def spatial_pyramid_fisher_vector(
     descriptors,
     frames,
     image_shape,
-    means,
-    covariances,
-    priors,
+    gmm,
     *,
     grid=DEFAULT_GRID,
     improved=True,
@@ -825,7 +851,8 @@ def spatial_pyramid_fisher_vector(
     frames : array, shape (N, 2) or (N, F >= 2)
         Descriptor centres (x = column, y = row, 0-based pixels).
     image_shape : (H, W) or (H, W, C)
-    means, covariances, priors : arrays, shapes (K, D), (K, D), (K,)
+    gmm :
+        As in ``fisher_vector``.
     grid : sequence of (rows, cols), default 1x1 + 2x2 + 3x1
     improved, alpha, weights_block :
         As in ``fisher_vector``; ``improved`` normalises each region, then the whole vector.
@@ -835,19 +862,19 @@ def spatial_pyramid_fisher_vector(
     fv : shape (R * dim,), R = sum of rows * cols over the grid, dim = 2 K D (+ K)
         Regions in grid order, cells row-major; same kind and dtype rules as ``fisher_vector``.
     """
-    gmm = _check_gmm(means, covariances, priors)
-    K, D = gmm.means.shape
+    mixture = _check_gmm(gmm)
+    K, D = mixture.means.shape
     grid = _check_grid(grid)
     x = _check_descriptors(descriptors, D)
     frames = _check_frames(frames, len(x), "frames")
     as_torch = isinstance(x, torch.Tensor)
-    device = x.device if as_torch else torch.device("cpu")
+    device = resolve_device(None, x)
     dtype = _natural_dtype(x)
     n_regions = sum(r * c for r, c in grid)
     out = _make_out(None, 1, n_regions * _feature_dim(K, D, weights_block), dtype, as_torch, device)
     with torch.no_grad():
         _encode_sets(
-            _DescriptorSets([len(x)], ragged=[x]), gmm, improved=improved, alpha=_check_alpha(alpha),
+            _DescriptorSets([len(x)], ragged=[x]), mixture, improved=improved, alpha=_check_alpha(alpha),
             weights_block=weights_block, device=device, dtype=dtype, batch_size=1, out=out,
             frames=[frames], shapes=[_check_image_shape(image_shape)], grid=grid,
         )
@@ -858,9 +885,7 @@ def spatial_pyramid_fisher_vectors(
     descriptor_sets,
     frame_sets,
     image_shapes,
-    means,
-    covariances,
-    priors,
+    gmm,
     *,
     grid=DEFAULT_GRID,
     improved=True,
@@ -880,7 +905,7 @@ def spatial_pyramid_fisher_vectors(
     frame_sets : sequence of B arrays (N_i, 2) or (N_i, F >= 2); with padded descriptors, a padded
         array (B, N, F >= 2) (rows past each image's count are ignored)
     image_shapes : one (H, W) for all images, or a sequence of B shapes
-    means, covariances, priors, grid, improved, alpha, weights_block :
+    gmm, grid, improved, alpha, weights_block :
         As in ``spatial_pyramid_fisher_vector``.
     counts, device, dtype, batch_size, out :
         As in ``fisher_vectors``. Padded input (for instance a batch of images described at once on a
@@ -890,8 +915,8 @@ def spatial_pyramid_fisher_vectors(
     -------
     fvs : shape (B, R * dim)
     """
-    gmm = _check_gmm(means, covariances, priors)
-    K, D = gmm.means.shape
+    mixture = _check_gmm(gmm)
+    K, D = mixture.means.shape
     grid = _check_grid(grid)
     sets = _prepare_sets(descriptor_sets, counts, D)
     B = len(sets.lengths)
@@ -907,13 +932,13 @@ def spatial_pyramid_fisher_vectors(
         if len(image_shapes) != B:
             raise ValueError(f"image_shapes must be one (H, W) or {B} shapes; got {len(image_shapes)}")
         shapes = [_check_image_shape(s) for s in image_shapes]
-    device = _resolve_device(sets, device)
+    device = resolve_device(device, sets.any_tensor())
     dtype = _torch_dtype(dtype)
     n_regions = sum(r * c for r, c in grid)
     out = _make_out(out, B, n_regions * _feature_dim(K, D, weights_block), dtype, sets.is_torch(), device)
     with torch.no_grad():
         return _encode_sets(
-            sets, gmm, improved=improved, alpha=_check_alpha(alpha), weights_block=weights_block,
+            sets, mixture, improved=improved, alpha=_check_alpha(alpha), weights_block=weights_block,
             device=device, dtype=dtype, batch_size=_check_batch_size(batch_size), out=out,
             frames=frames, shapes=shapes, grid=grid,
         )
@@ -924,22 +949,28 @@ def spatial_pyramid_fisher_vectors(
 # --------------------------------------------------------------------------------------------------
 
 
-def _score(x, gmm: _GMM, device) -> torch.Tensor:
+def _information(mixture: GMMParameters, n: float) -> np.ndarray:
+    """The diagonal information of N = ``n`` descriptors (float64, (K + 2 K D,)) of validated parameters."""
+    w = mixture.weights[:, None]
+    variances = mixture.covariances
+    return n * np.concatenate([mixture.weights, (w / variances).ravel(), (2.0 * w / variances).ravel()])
+
+
+def _score(x, mixture: GMMParameters, device) -> torch.Tensor:
     """Fisher score (K + 2 K D,) in float64 on ``device``, as U_X = N_X F_1^{1/2} FV(X) (module docstring)."""
-    enc = _make_encoder(gmm, device, torch.float64)
-    D = gmm.means.shape[1]
+    coefficients = _fisher_coefficients(mixture, device, torch.float64)
+    K, D = mixture.means.shape
     Z = torch.empty(1, len(x), 2 * D + 1, dtype=torch.float64, device=device)
     _DescriptorSets([len(x)], ragged=[x]).write([0], Z[..., :D])
     counts = torch.tensor([len(x)], device=device)
-    count, sums = _chunk_sums(Z, counts, enc, [(None, 1)], _Workspace(device, torch.float64))[0]
-    whitened_sum = torch.empty(1, 1, _feature_dim(*gmm.means.shape, True), dtype=torch.float64, device=device)
-    _fisher_blocks(count, sums, enc, weights_block=True, per_descriptor=False, out=whitened_sum)
-    whitened_sum = whitened_sum[0, 0]
-    information = fisher_information(gmm.means, gmm.variances, gmm.priors)
-    return whitened_sum * torch.sqrt(torch.as_tensor(information, device=device))
+    count, sums = _chunk_sums(Z, counts, coefficients, [(None, 1)], _Workspace(device, torch.float64))[0]
+    whitened_sum = torch.empty(1, 1, _feature_dim(K, D, True), dtype=torch.float64, device=device)
+    _fisher_blocks(count, sums, coefficients, weights_block=True, per_descriptor=False, out=whitened_sum)
+    information = torch.as_tensor(_information(mixture, 1.0), device=device)
+    return whitened_sum[0, 0] * torch.sqrt(information)
 
 
-def fisher_score(X, means, covariances, priors):
+def fisher_score(X, gmm):
     """Fisher score U_X = grad_theta log P(X | theta) = sum_i grad_theta log p(x_i | theta).
 
     Unnormalised (no 1/N), with respect to the softmax weight parameters alpha_k
@@ -949,66 +980,71 @@ def fisher_score(X, means, covariances, priors):
     Parameters
     ----------
     X : array or tensor, shape (N, D)
-    means, covariances, priors : arrays, shapes (K, D), (K, D), (K,)
+    gmm :
+        As in ``fisher_vector``.
 
     Returns
     -------
     score : float64, shape (K + 2 K D,); a tensor on X's device for tensor input, else a NumPy array.
     """
-    gmm = _check_gmm(means, covariances, priors)
-    x = _check_descriptors(X, gmm.means.shape[1], name="X")
-    as_torch = isinstance(x, torch.Tensor)
+    mixture = _check_gmm(gmm)
+    x = _check_descriptors(X, mixture.means.shape[1], name="X")
     with torch.no_grad():
-        score = _score(x, gmm, x.device if as_torch else torch.device("cpu"))
-    return score if as_torch else score.numpy()
+        score = _score(x, mixture, resolve_device(None, x))
+    return score if isinstance(x, torch.Tensor) else score.numpy()
 
 
-def fisher_information(means, covariances, priors, n_descriptors=1):
+def fisher_information(gmm, n_descriptors=1):
     """Closed-form diagonal approximation of the Fisher information, in ``fisher_score``'s layout.
 
     F_alpha_k = N w_k, F_mu_kd = N w_k / sigma_kd^2, F_sigma_kd = 2 N w_k / sigma_kd^2 with
-    N = ``n_descriptors`` (Perronnin & Dance 2007; Sanchez et al. 2013). It assumes sharp posteriors;
-    for the softmax weights it keeps the diagonal of the exact N (diag(w) - w w^T).
+    N = ``n_descriptors`` (Perronnin & Dance 2007; Sanchez et al. 2013). It assumes sharp posteriors.
+    For the softmax weights the exact information is the singular N (diag(w) - w w^T); F_alpha is not
+    its diagonal N w (1 - w) but N w, whose inverse diag(1 / (N w)) is a generalised inverse of it and
+    so gives the exact Fisher kernel on the scores, which sum to zero over k (module docstring).
 
     Parameters
     ----------
-    means, covariances, priors : arrays, shapes (K, D), (K, D), (K,)
+    gmm :
+        As in ``fisher_vector``.
     n_descriptors : float, default 1
         N; 1 gives the per-descriptor information F_1 used by ``fisher_kernel``.
 
     Returns
     -------
-    information : float64, shape (K + 2 K D,); a tensor if ``means`` is a tensor, else a NumPy array.
+    information : float64, shape (K + 2 K D,); a tensor if ``gmm`` is a ``GMMParameters`` of tensors (on
+        the device of its means), else a NumPy array.
     """
-    gmm = _check_gmm(means, covariances, priors)
+    mixture = _check_gmm(gmm)
     n = float(n_descriptors)
     if not n > 0:
         raise ValueError(f"n_descriptors must be positive; got {n_descriptors}")
-    w = gmm.priors[:, None]
-    info = n * np.concatenate([gmm.priors, (w / gmm.variances).ravel(), (2.0 * w / gmm.variances).ravel()])
+    information = _information(mixture, n)
+    means = gmm.means if isinstance(gmm, GMMParameters) else None
     if isinstance(means, torch.Tensor):
-        return torch.as_tensor(info, device=means.device)
-    return info
+        return torch.as_tensor(information, device=means.device)
+    return information
 
 
-def fisher_kernel(X, Y, means, covariances, priors) -> float:
+def fisher_kernel(X, Y, gmm) -> float:
     """Fisher kernel K(X, Y) = U_X^T F_1^{-1} U_Y with the per-descriptor diagonal information F_1.
 
     Equals N_X N_Y <FV(X), FV(Y)> for the unnormalised Fisher vectors with the weight block,
-    ``fisher_vector(., improved=False, weights_block=True)`` (module docstring).
+    ``fisher_vector(., gmm, improved=False, weights_block=True)`` (module docstring).
 
     Parameters
     ----------
     X : array or tensor, shape (N_X, D)
     Y : array or tensor, shape (N_Y, D)
-    means, covariances, priors : arrays, shapes (K, D), (K, D), (K,)
+    gmm :
+        As in ``fisher_vector``.
 
     Returns
     -------
     kernel : float
     """
-    gmm = _check_gmm(means, covariances, priors)
-    info = fisher_information(gmm.means, gmm.variances, gmm.priors)
-    u_x = _to_float64_numpy(fisher_score(X, gmm.means, gmm.variances, gmm.priors), "score")
-    u_y = _to_float64_numpy(fisher_score(Y, gmm.means, gmm.variances, gmm.priors), "score")
-    return float(np.dot(u_x / info, u_y))
+    mixture = _check_gmm(gmm)
+    information = _information(mixture, 1.0)
+    u_x = _to_float64_numpy(fisher_score(X, mixture), "score")
+    u_y = _to_float64_numpy(fisher_score(Y, mixture), "score")
+    return float(np.dot(u_x / information, u_y))

@@ -17,17 +17,18 @@ Density of x in R^D with weights w_k, means mu_k and diagonal variances s2_k (k 
     log w_k N(x | mu_k, s2_k) = log w_k - 1/2 sum_d [log 2pi + log s2_kd + (x_d - mu_kd)^2 / s2_kd]
 
 E-step, for all samples of a chunk X (n, D) at once. Expanding the square gives one
-matrix product with the stacked features [X*X, X, 1] (n, 2D + 1)::
+matrix product with the stacked features [X, X*X, 1] (n, 2D + 1) (`log_joint_matrix`, which
+the Fisher-vector code of ``fv.fisher`` shares)::
 
-    log w_k N(x_i | k) = sum_d x_id^2 (-1 / (2 s2_kd)) + sum_d x_id (mu_kd / s2_kd) + c_k
-                       = ([X*X, X, 1] @ W)_ik,    W = [-1 / (2 s2) ; mu / s2 ; c]^T  (2D + 1, K)
+    log w_k N(x_i | k) = sum_d x_id (mu_kd / s2_kd) + sum_d x_id^2 (-1 / (2 s2_kd)) + c_k
+                       = ([X, X*X, 1] @ W)_ik,    W = [mu / s2 ; -1 / (2 s2) ; c]^T  (2D + 1, K)
     c_k = log w_k - 1/2 (sum_d mu_kd^2 / s2_kd + sum_d log s2_kd + D log 2pi)
     q_ik = softmax_k(log w_k N(x_i | k))                      (responsibilities, (n, K))
     log p(x_i) = logsumexp_k(log w_k N(x_i | k))
     l = 1/N sum_i log p(x_i)                                  (mean log-likelihood)
 
-M-step, from the sufficient statistics Q^T X^2, Q^T X (K, D) and Q^T 1 (K,): again one
-matrix product, Q^T [X*X, X, 1] (K, 2D + 1), per chunk, summed over chunks in float64::
+M-step, from the sufficient statistics Q^T X, Q^T X^2 (K, D) and Q^T 1 (K,): again one
+matrix product, Q^T [X, X*X, 1] (K, 2D + 1), per chunk, summed over chunks in float64::
 
     N_k = sum_i q_ik,   w_k = N_k / sum_j N_j
     mu_k = (Q^T X)_k / N_k
@@ -84,9 +85,11 @@ Conventions
   before the final M-step), so ``tol=0`` runs exactly ``max_iter`` iterations.
 * **Chunking**: the data are processed ``chunk_size`` rows at a time; the working memory
   beyond one centred copy of X (N, D) is a few (chunk_size, 2D + K) buffers. By default
-  chunks take about 16 MiB on the CPU and 256 MiB on CUDA.
-* **Devices and types**: ``device=None`` runs on the CPU, or on the device of the input if
-  it is a torch tensor; ``"cuda"`` moves numpy input over in chunks. ``dtype`` is the
+  a chunk's working set is the budget of ``fv._compute.chunk_bytes``: about 16 MiB on the
+  CPU and 1 GiB on CUDA.
+* **Devices and types**: ``device=None`` runs on the device of the input if it is a torch
+  tensor, else on the CPU; ``"cpu"`` always on the CPU; ``"cuda"`` moves numpy input over
+  in chunks (``fv._compute.resolve_device``). ``dtype`` is the
   compute type (``"float32"`` or ``"float64"``). Learned attributes are float64 numpy
   arrays whatever the device. Methods return numpy float64 arrays for numpy input and
   torch tensors on the compute device for torch input.
@@ -99,6 +102,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -108,9 +112,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_device, compute_device, validate_tensor
+from ._compute import chunk_rows, resolve_device
+from ._validation import validate_tensor
 
-__all__ = ["DiagonalGMM", "diagonal_gmm_log_prob"]
+__all__ = ["DiagonalGMM", "GMMParameters", "diagonal_gmm_log_prob", "log_joint_matrix"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -119,8 +124,22 @@ _MIN_RELATIVE_FLOOR = 1e-10  # variances never fall below this times the largest
 _EMPTY_MASS = 1e-3  # a component with less total responsibility than this is re-seeded
 _LLOYD_ITERATIONS = 10  # Lloyd refinements after k-means++ seeding
 _SUM_BLOCK = 128  # longest float32 sum in the M-step statistics (see _block_sums)
-_CPU_CHUNK_BYTES = 16 << 20  # working set of one chunk on the CPU
-_CUDA_CHUNK_BYTES = 256 << 20
+_MIN_CHUNK_ROWS = 2 * _SUM_BLOCK  # so that most rows of a chunk fall in whole sum blocks
+
+
+class GMMParameters(NamedTuple):
+    """The parameters of a Gaussian mixture with diagonal covariances, in scikit-learn's names.
+
+    ``means`` (K, D); ``covariances`` (K, D), the diagonal variances sigma_k^2 (as
+    ``GaussianMixture(covariance_type="diag").covariances_``); ``weights`` (K,), positive and
+    summing to one. NumPy arrays or torch tensors. The Fisher-vector functions of ``fv`` take
+    this record, a fitted `DiagonalGMM` or a fitted ``GaussianMixture(covariance_type="diag")``
+    as their ``gmm`` argument.
+    """
+
+    means: Any
+    covariances: Any
+    weights: Any
 
 
 # ----------------------------------------------------------------------------------------
@@ -129,33 +148,49 @@ _CUDA_CHUNK_BYTES = 256 << 20
 # ----------------------------------------------------------------------------------------
 
 
-def _estep_operands(
-    weights: torch.Tensor, means: torch.Tensor, variances: torch.Tensor, dtype: torch.dtype
+def log_joint_matrix(
+    weights: torch.Tensor,
+    means: torch.Tensor,
+    variances: torch.Tensor,
+    dtype: torch.dtype,
+    *,
+    up_to_constant: bool = False,
 ) -> torch.Tensor:
-    """Matrix W (2D + 1, K) with ``log w_k N(x | k) = ([x*x, x, 1] @ W)_k``.
+    """Matrix W (2D + 1, K) with ``log w_k + log N(x | mu_k, diag(s2_k)) = ([x, x*x, 1] @ W)_k``.
 
-    weights (K,), means (K, D), variances (K, D), all float64 -> W in ``dtype``: the rows
-    are -1 / (2 s2) (D rows), mu / s2 (D rows) and the constant c_k. A zero weight gives
-    c_k = -inf.
+    weights (K,), means (K, D), variances (K, D), float64 tensors on one device -> W in
+    ``dtype`` on that device. Its rows are the scaled means mu / s2 (D rows), the halved
+    negative precisions -1 / (2 s2) (D rows) and the constant of each component
+
+        c_k = log w_k - 1/2 (sum_d mu_kd^2 / s2_kd + sum_d log s2_kd + D log 2pi)
+
+    (module docstring). A zero weight gives c_k = -inf. With ``up_to_constant`` the largest
+    c_k is subtracted from every c_k: the posteriors (a softmax over k) do not change, the
+    log-densities lose their common offset, and float32 keeps the smaller values more
+    accurately. The E-step of `DiagonalGMM` and the Fisher vectors of ``fv.fisher`` both
+    build their products from this matrix.
     """
     precisions = 1.0 / variances
     n_features = means.shape[1]
-    constant = torch.log(weights) - 0.5 * (
+    scaled_means = means * precisions
+    constants = torch.log(weights) - 0.5 * (
         (means * means * precisions).sum(1) + torch.log(variances).sum(1) + n_features * _LOG_2PI
     )
-    W = torch.cat([-0.5 * precisions, means * precisions, constant[:, None]], dim=1).T
+    if up_to_constant:
+        constants = constants - constants.max()
+    W = torch.cat([scaled_means, -0.5 * precisions, constants[:, None]], dim=1).T
     return W.to(dtype).contiguous()
 
 
 def _stack_moments(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """[x*x, x, 1] (n, 2D + 1) for a chunk x (n, D), written into ``out`` (>= n rows).
+    """[x, x*x, 1] (n, 2D + 1) for a chunk x (n, D), written into ``out`` (>= n rows).
 
     The last column of ``out`` must already hold ones.
     """
     n, d = x.shape
     stacked = out[:n]
-    torch.mul(x, x, out=stacked[:, :d])
-    stacked[:, d : 2 * d].copy_(x)
+    stacked[:, :d].copy_(x)
+    torch.mul(x, x, out=stacked[:, d : 2 * d])
     return stacked
 
 
@@ -205,8 +240,8 @@ def _em_sweep(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """E-step over centred data X (N, D) plus the M-step sufficient statistics.
 
-    W (2D + 1, K) from `_estep_operands`. Returns the mean log-likelihood (0-d float64
-    tensor) and the statistics Q^T [X*X, X, 1] (K, 2D + 1) in float64, whose last column
+    W (2D + 1, K) from `log_joint_matrix`. Returns the mean log-likelihood (0-d float64
+    tensor) and the statistics Q^T [X, X*X, 1] (K, 2D + 1) in float64, whose last column
     is N_k; fills ``sample_log_prob`` (N,) with log p(x_i).
     """
     n_samples, n_features = X.shape
@@ -224,12 +259,12 @@ def _em_sweep(
 def _m_step(
     moments: torch.Tensor, floor: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weights (K,), means (K, D), floored variances (K, D) from Q^T [X*X, X, 1] (K, 2D + 1)."""
+    """Weights (K,), means (K, D), floored variances (K, D) from Q^T [X, X*X, 1] (K, 2D + 1)."""
     n_features = moments.shape[1] // 2
     mass = moments[:, -1]
     denominator = mass.clamp_min(torch.finfo(torch.float64).tiny)[:, None]
-    means = moments[:, n_features:-1] / denominator
-    variances = (moments[:, :n_features] / denominator - means * means).clamp_min(floor)
+    means = moments[:, :n_features] / denominator
+    variances = (moments[:, n_features:-1] / denominator - means * means).clamp_min(floor)
     weights = mass / mass.sum()
     return weights, means, variances
 
@@ -316,8 +351,8 @@ def diagonal_gmm_log_prob(
     """
     float64 = dict(dtype=torch.float64, device=X.device)
     params = (torch.as_tensor(p, **float64) for p in (weights, means, variances))
-    W = _estep_operands(*params, X.dtype)
-    return torch.cat([X * X, X, torch.ones_like(X[:, :1])], dim=1) @ W
+    W = log_joint_matrix(*params, X.dtype)
+    return torch.cat([X, X * X, torch.ones_like(X[:, :1])], dim=1) @ W
 
 
 # ----------------------------------------------------------------------------------------
@@ -351,14 +386,15 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation; EM itself is deterministic.
     device : str, torch.device or None, default=None
-        Compute device: None is the CPU, or the input's device for a torch tensor.
+        Compute device: None is the input's device for a torch tensor, else the CPU;
+        ``"cpu"`` is always the CPU.
     dtype : {"float32", "float64"}, default="float32"
         Compute dtype of the matrix products (statistics are always summed in float64).
     verbose : bool or int, default=False
         Print the log-likelihood at every iteration.
     chunk_size : int or None, default=None
         Rows per chunk; None picks about 16 MiB of working set per chunk on the CPU and
-        256 MiB on CUDA.
+        1 GiB on CUDA (``fv._compute.chunk_bytes``).
     weights_init : array of shape (K,), default=None
         Initial weights (non-negative, summing to 1), as in GaussianMixture.
     means_init : array of shape (K, D), default=None
@@ -457,14 +493,14 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
                 "components or more data."
             )
         self._check_initial_parameters(n_features)
-        device = self._compute_device(X)
+        device = resolve_device(self.device, X)
         dtype = _DTYPES[self.dtype] if isinstance(self.dtype, str) else self.dtype
         chunk_size = self._chunk_rows(n_features, device, dtype)
 
         centre, Xc, data_variance = _centre_data(X, dtype, device, chunk_size)
-        scale = float(data_variance.max())
-        scale = scale if scale > 0 else 1.0
-        floor = max(float(self.variance_floor), _MIN_RELATIVE_FLOOR) * scale
+        largest_variance = float(data_variance.max())
+        largest_variance = largest_variance if largest_variance > 0 else 1.0
+        floor = max(float(self.variance_floor), _MIN_RELATIVE_FLOOR) * largest_variance
         random_state = check_random_state(self.random_state)
 
         best = None
@@ -507,7 +543,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         for n_iter in range(1, self.max_iter + 1):
             tic = time.perf_counter()
             previous = lower_bound
-            W = _estep_operands(weights, means, variances, dtype)
+            W = log_joint_matrix(weights, means, variances, dtype)
             mean_log_prob, moments = _em_sweep(Xc, W, chunk_size, sample_log_prob)
             weights, means, variances = _m_step(moments, floor)
             mass = moments[:, -1]
@@ -646,7 +682,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
     def _infer(self, X, what: str):
         check_is_fitted(self)
         X, is_tensor = self._validate_input(X, reset=False)
-        device = self._compute_device(X)
+        device = resolve_device(self.device, X)
         dtype = _DTYPES[self.dtype] if isinstance(self.dtype, str) else self.dtype
         chunk_size = self._chunk_rows(X.shape[1], device, dtype)
         float64 = dict(dtype=torch.float64, device=device)
@@ -654,7 +690,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         means = torch.as_tensor(np.asarray(self.means_, dtype=np.float64), **float64)
         variances = torch.as_tensor(np.asarray(self.covariances_, dtype=np.float64), **float64)
         centre = (weights[:, None] * means).sum(0) / weights.sum()
-        W = _estep_operands(weights, means - centre, variances, dtype)
+        W = log_joint_matrix(weights, means - centre, variances, dtype)
 
         outputs = []
         buffer = _moments_buffer(min(chunk_size, len(X)), X.shape[1], dtype, device)
@@ -695,7 +731,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
             raise ValueError(
                 f"dtype must be 'float32' or 'float64' (or the torch dtype), got {self.dtype!r}."
             )
-        check_device(self.device)
+        resolve_device(self.device)  # a clear error for an unknown device or missing CUDA
 
     def _check_initial_parameters(self, n_features: int) -> None:
         K = self.n_components
@@ -737,15 +773,18 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
             return X, False
         return validate_tensor(self, X, reset=reset, min_samples=2 if reset else 1), True
 
-    def _compute_device(self, X) -> torch.device:
-        return compute_device(self.device, X)
-
     def _chunk_rows(self, n_features: int, device: torch.device, dtype: torch.dtype) -> int:
+        """Samples per chunk: ``chunk_size``, else the device's budget (``fv._compute``).
+
+        A row of a chunk is one sample. It costs, in the compute dtype, its centred copy
+        (D values; a fresh copy when it comes from NumPy or another device), its stacked
+        features [x, x*x, 1] (2D + 1, counted 2D) and its K log-joint densities and K
+        responsibilities: (3D + 2K) values. At least `_MIN_CHUNK_ROWS` rows.
+        """
         if self.chunk_size is not None:
             return int(self.chunk_size)
-        budget = _CUDA_CHUNK_BYTES if device.type == "cuda" else _CPU_CHUNK_BYTES
         row_bytes = (3 * n_features + 2 * self.n_components) * torch.finfo(dtype).bits // 8
-        return max(256, budget // row_bytes)
+        return chunk_rows(row_bytes, device, minimum=_MIN_CHUNK_ROWS)
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fv.gmm import DiagonalGMM, diagonal_gmm_log_prob
+from fv.gmm import DiagonalGMM, diagonal_gmm_log_prob, log_joint_matrix
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -94,6 +94,21 @@ def test_weighted_log_prob_matches_naive_formula():
     expected = naive_weighted_log_prob(X, weights, means, variances)
     result = diagonal_gmm_log_prob(torch.from_numpy(X), weights, means, variances)
     assert_allclose(result.numpy(), expected, rtol=1e-12, atol=1e-10)
+
+
+def test_log_joint_matrix_matches_naive_formula_and_drops_only_a_constant():
+    X, weights, means, variances = make_blobs(n_samples=200, offset=2.0)
+    as64 = dict(dtype=torch.float64)
+    params = [torch.as_tensor(p, **as64) for p in (weights, means, variances)]
+    stacked = torch.cat([torch.as_tensor(X, **as64), torch.as_tensor(X * X, **as64), torch.ones(len(X), 1, **as64)], 1)
+    expected = naive_weighted_log_prob(X, weights, means, variances)
+    exact = (stacked @ log_joint_matrix(*params, torch.float64)).numpy()
+    assert_allclose(exact, expected, rtol=1e-12, atol=1e-10)
+    shifted = (stacked @ log_joint_matrix(*params, torch.float64, up_to_constant=True)).numpy()
+    offset = expected - shifted  # one constant, the largest c_k, for every sample and component
+    assert_allclose(offset, offset[0, 0], rtol=1e-12)
+    constants = np.log(weights) - 0.5 * (np.log(2 * np.pi * variances).sum(1) + (means**2 / variances).sum(1))
+    assert offset[0, 0] == pytest.approx(constants.max(), rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 5e-5)])
