@@ -78,13 +78,29 @@ Data, chunks and devices
 ------------------------
 X may be a numpy array, an ``np.memmap`` (read-only is fine), or a torch tensor on any device.
 It is read ``batch_size`` rows at a time, each chunk converted to ``dtype`` on ``device`` (no
-copy at all when the chunk already has that dtype and lives there). Besides X the working memory
-is a few (n, K) float64 arrays (margins, their change, line-search temporaries) and the L-BFGS
-history of 2 x 20 (K, d) float64 arrays (128 MB for K = 10, d = 40,000). ``device=None`` is the
-CPU, or the device of X when X is a tensor; with ``device="cuda"`` and numpy X every pass copies
-X to the GPU chunk by chunk, so pass a CUDA tensor when X fits in GPU memory. ``random_state`` is
+copy at all when the chunk already has that dtype and lives there); ``batch_size=None`` takes
+the chunk budget of ``fv._compute`` (about 16 MiB of X per chunk on the CPU, 1 GiB on a GPU).
+Input checks never copy X either: its finiteness is checked chunk by chunk. Besides X the
+working memory is a few (n, K) float64 arrays (margins, their change, line-search temporaries)
+and the L-BFGS history of 2 x 20 (K, d) float64 arrays (128 MB for K = 10, d = 40,000).
+``device`` is resolved by ``fv._compute.resolve_device``: None is the device of X when X is a
+tensor, else the CPU; "cpu" is the CPU. With ``device="cuda"`` and numpy X every pass copies X
+to the GPU chunk by chunk, so pass a CUDA tensor when X fits in GPU memory. ``random_state`` is
 accepted for compatibility with LinearSVC: the solver makes no random choices and is
-deterministic on the CPU.
+deterministic on the CPU. Scores (``decision_function``) are products in float64 chunk by chunk,
+so that a row's score does not depend on the other rows it is scored with (float32 products
+differ in their last bit between a matrix and a single row).
+
+Choosing C: `ValidatedLinearSVM`
+--------------------------------
+`ValidatedLinearSVM` trains one SVM per C of ``Cs`` on a fit part, in increasing order of C,
+scores each by its accuracy on a validation part, keeps the C of the best accuracy (the
+smallest C on ties) and, with ``refit``, trains that C again on all rows. The validation part
+is given (``fit(X, y, validation=(X_val, y_val))``) or carved from X (a stratified
+``validation_fraction`` of the rows). The solver is scikit-learn's ``LinearSVC`` (liblinear)
+when a float64 copy of X fits in ``liblinear_max_bytes``, else `LinearSVM`, warm-started along
+the sweep: the solution moves continuously with C, so each C starts from the previous C's
+solution, and the refit from the chosen C's.
 
 References
 ----------
@@ -102,6 +118,7 @@ References
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -113,16 +130,18 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.svm import LinearSVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ._validation import check_device, compute_device, validate_tensor
+from ._compute import chunk_rows, resolve_device
+from ._validation import validate_tensor
 
-__all__ = ["LinearSVM", "squared_hinge_objective"]
+__all__ = ["LinearSVM", "ValidatedLinearSVM", "squared_hinge_objective"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_CPU_CHUNK_BYTES = 16 << 20  # default chunk: about 16 MiB of X on the CPU,
-_CUDA_CHUNK_BYTES = 256 << 20  # 256 MiB on CUDA (fewer kernel launches and host copies)
+_SOLVERS = ("auto", "liblinear", "torch")
 _HISTORY = 20  # L-BFGS pairs kept per class
 _REFRESH = 10  # recompute the margins from X (instead of updating them) every this many iterations
 _LINE_SEARCH_STEPS = 60  # one-dimensional Newton/bisection steps of the exact line search, at most
@@ -468,7 +487,120 @@ def _train(chunks: _Chunks, labels, cost, n_problems: int, *, scale, tol, max_it
 
 
 # ----------------------------------------------------------------------------------------
-# The estimator
+# Input checks, shared by the two estimators
+# ----------------------------------------------------------------------------------------
+
+
+def _check_number(name: str, value, *, positive: bool) -> None:
+    """``value`` must be a finite real number (not a bool), > 0 with ``positive``, else >= 0."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {kind} finite number, got {value!r}.")
+
+
+def _check_integer(name: str, value, minimum: int) -> None:
+    """``value`` must be an integer (not a bool) >= ``minimum``."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_finite_rows(X: np.ndarray) -> None:
+    """Refuse NaN and infinity in the 2-D numpy array X, read a chunk of rows at a time.
+
+    Each chunk (the CPU chunk budget of ``fv._compute``) is summed first, which needs no
+    temporary array, and a finite sum proves the chunk finite; only a chunk whose sum is not
+    finite is checked value by value. So a float32 ``np.memmap`` is read once and never copied.
+    The error gives the number of bad values and the first row holding one.
+    """
+    rows_per_chunk = chunk_rows(X.shape[1] * X.itemsize, torch.device("cpu"))
+    n_bad, first_bad_row = 0, None
+    for start in range(0, X.shape[0], rows_per_chunk):
+        chunk = X[start : start + rows_per_chunk]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(chunk.sum()):
+                continue
+        bad = ~np.isfinite(chunk)
+        n_bad += int(bad.sum())
+        if first_bad_row is None and n_bad:
+            first_bad_row = start + int(np.flatnonzero(bad.any(axis=1))[0])
+    if n_bad:
+        raise ValueError(
+            f"Input X contains {n_bad} NaN or infinite value(s), the first in row {first_bad_row}; "
+            "remove or impute those values."
+        )
+
+
+def _validate_features(estimator, X, *, reset: bool):
+    """(X, is_tensor): X as a finite 2-D numpy float array or a finite 2-D torch tensor.
+
+    Numpy float32 and float64 arrays (``np.memmap`` included) are kept as they are, never copied;
+    other array-likes (lists, integers) become float64 arrays. With ``reset`` the estimator's
+    ``n_features_in_`` is set, otherwise X must have that many columns.
+    """
+    if isinstance(X, torch.Tensor):
+        return validate_tensor(estimator, X, reset=reset), True
+    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64], ensure_all_finite=False)
+    _check_finite_rows(X)
+    return X, False
+
+
+def _validate_features_and_labels(estimator, X, y, *, reset: bool):
+    """(X, y): X as `_validate_features` returns it, y a 1-D numpy array of one label per row."""
+    if y is None:
+        raise ValueError(
+            f"{type(estimator).__name__} requires y to be passed, but the target y is None; pass the "
+            "class labels of the rows of X."
+        )
+    if isinstance(y, torch.Tensor):
+        y = y.cpu().numpy()
+    if not isinstance(X, torch.Tensor):
+        X, y = validate_data(estimator, X, y, reset=reset, dtype=[np.float32, np.float64], ensure_all_finite=False)
+        _check_finite_rows(X)
+        return X, y
+    X = validate_tensor(estimator, X, reset=reset)
+    y = column_or_1d(y, warn=True)
+    if len(y) != X.shape[0]:
+        raise ValueError(
+            f"X has {X.shape[0]} rows but y has {len(y)} labels; pass one label per row of X."
+        )
+    return X, y
+
+
+def _check_classes(estimator, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, labels): the sorted classes of y (at least two) and each row's class index."""
+    check_classification_targets(y)
+    classes, labels = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y contains 1 class ({classes[0]!r}); {type(estimator).__name__} needs samples of at "
+            "least 2 classes. Check the labels (or the train split) passed to fit."
+        )
+    return classes, labels
+
+
+def _check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
+    """Sample weights (n,) float64: ones when None; finite, non-negative, one per row."""
+    if sample_weight is None:
+        return np.ones(n_samples)
+    if isinstance(sample_weight, torch.Tensor):
+        sample_weight = sample_weight.cpu().numpy()
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.ndim == 0:
+        return np.full(n_samples, float(weight))
+    if weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight has shape {weight.shape}; expected ({n_samples},), one weight per row of X."
+        )
+    if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    if not np.any(weight > 0):
+        raise ValueError("sample_weight is zero everywhere; give at least one sample a positive weight.")
+    return weight
+
+
+# ----------------------------------------------------------------------------------------
+# The estimators
 # ----------------------------------------------------------------------------------------
 
 
@@ -500,9 +632,11 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         A class stops when its duality gap ||g_k||^2 / 2, an upper bound on f_k - min f_k, is at
         most ``tol * f_k``: its objective is then within a relative ``tol`` of the minimum.
     batch_size : int or None, default=None
-        Rows of X per chunk; None picks about 16 MiB of X per chunk on the CPU and 256 MiB on CUDA.
+        Rows of X per chunk; None takes the chunk budget of ``fv._compute``: about 16 MiB of X per
+        chunk on the CPU, 1 GiB on a GPU.
     device : str, torch.device or None, default=None
-        Compute device: None is the CPU, or the device of X when X is a torch tensor.
+        Compute device: None is the device of X when X is a torch tensor, else the CPU; "cpu" is
+        the CPU.
     dtype : {"float32", "float64"}, default="float32"
         Type of the products with X; sums and the weights are always float64.
     random_state : None, int or RandomState, default=None
@@ -580,16 +714,10 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         previous = self._warm_start_point()
-        X, y = self._validate_fit_input(X, y)
-        check_classification_targets(y)
-        classes, labels = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y contains 1 class ({classes[0]!r}); LinearSVM needs samples of at least 2 "
-                "classes. Check the labels (or the train split) passed to fit."
-            )
+        X, y = _validate_features_and_labels(self, X, y, reset=True)
+        classes, labels = _check_classes(self, y)
         weight = _check_sample_weight(sample_weight, len(y))
-        device, dtype = self._compute_device(X), _DTYPES[str(self.dtype).removeprefix("torch.")]
+        device, dtype = resolve_device(self.device, X), self._compute_dtype()
         chunks = _Chunks(X, self._rows_per_chunk(X.shape[1], device, dtype), device, dtype)
         n_problems = 1 if len(classes) == 2 else len(classes)
         scale = float(self.intercept_scaling) if self.fit_intercept else 0.0
@@ -634,21 +762,22 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Signed distances (n,) for two classes (> 0: ``classes_[1]``), else (n, n_classes).
 
-        Numpy float64 for numpy input; a tensor in the compute dtype on the compute device
-        for torch input.
+        x_i . coef_k + intercept_k, computed in float64 chunk by chunk (module docstring). Numpy
+        float64 for numpy input; a tensor in the compute ``dtype`` on the compute device for torch
+        input.
         """
         check_is_fitted(self)
-        X, is_tensor = self._validate_input(X, reset=False)
-        device, dtype = self._compute_device(X), _DTYPES[str(self.dtype).removeprefix("torch.")]
-        chunks = _Chunks(X, self._rows_per_chunk(X.shape[1], device, dtype), device, dtype)
-        coef = torch.as_tensor(self.coef_, device=device).to(dtype)
-        intercept = torch.as_tensor(self.intercept_, device=device).to(dtype)
-        scores = torch.empty(len(chunks), len(coef), dtype=dtype, device=device)
+        X, is_tensor = _validate_features(self, X, reset=False)
+        device = resolve_device(self.device, X)
+        chunks = _Chunks(X, self._rows_per_chunk(X.shape[1], device, torch.float64), device, torch.float64)
+        coef = torch.as_tensor(self.coef_, dtype=torch.float64, device=device)
+        intercept = torch.as_tensor(self.intercept_, dtype=torch.float64, device=device)
+        scores = torch.empty(len(chunks), len(coef), dtype=torch.float64, device=device)
         with torch.no_grad():
             for rows, x in chunks:
                 scores[rows] = torch.addmm(intercept, x, coef.T)
         scores = scores[:, 0] if len(coef) == 1 else scores
-        return scores if is_tensor else scores.cpu().numpy().astype(np.float64)
+        return scores.to(self._compute_dtype()) if is_tensor else scores.cpu().numpy()
 
     def predict(self, X):
         """Class labels (n,) from ``classes_``: the largest score, or its sign for two classes."""
@@ -659,83 +788,304 @@ class LinearSVM(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ checks
 
     def _check_params(self) -> None:
-        def number(name, *, positive):
-            value = getattr(self, name)
-            ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (positive and value == 0):
-                kind = "a positive" if positive else "a non-negative"
-                raise ValueError(f"{name} must be {kind} finite number, got {value!r}.")
-
-        number("C", positive=True)
-        number("intercept_scaling", positive=True)
-        number("tol", positive=False)
+        _check_number("C", self.C, positive=True)
+        _check_number("intercept_scaling", self.intercept_scaling, positive=True)
+        _check_number("tol", self.tol, positive=False)
         if self.loss != "squared_hinge":
             raise ValueError(
                 f"loss={self.loss!r} is not supported: LinearSVM minimises the squared hinge only "
                 "(loss='squared_hinge'); for the hinge loss use sklearn.svm.LinearSVC(loss='hinge')."
             )
-        for name, minimum in (("max_iter", 1), ("batch_size", 1)):
-            value = getattr(self, name)
-            if name == "batch_size" and value is None:
-                continue
-            if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        _check_integer("max_iter", self.max_iter, 1)
+        if self.batch_size is not None:
+            _check_integer("batch_size", self.batch_size, 1)
         if str(self.dtype).removeprefix("torch.") not in _DTYPES:
             raise ValueError(
                 f"dtype must be 'float32' or 'float64' (or the torch dtype), got {self.dtype!r}."
             )
-        check_device(self.device)
+        resolve_device(self.device)
 
-    def _validate_fit_input(self, X, y):
-        """X as a 2-D numpy array (never copied if float) or tensor, y as a 1-D numpy array."""
-        if y is None:
-            raise ValueError(
-                "LinearSVM requires y to be passed, but the target y is None; pass the class "
-                "labels of the rows of X."
-            )
-        if isinstance(y, torch.Tensor):
-            y = y.cpu().numpy()
-        if not isinstance(X, torch.Tensor):
-            return validate_data(self, X, y, dtype=[np.float32, np.float64], y_numeric=False)
-        X, _ = self._validate_input(X, reset=True)
-        y = column_or_1d(y, warn=True)
-        if len(y) != X.shape[0]:
-            raise ValueError(
-                f"X has {X.shape[0]} rows but y has {len(y)} labels; pass one label per row of X."
-            )
-        return X, y
-
-    def _validate_input(self, X, *, reset: bool):
-        """(X, is_tensor): X validated as a 2-D float numpy array, or a finite 2-D torch tensor."""
-        if not isinstance(X, torch.Tensor):
-            return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64]), False
-        return validate_tensor(self, X, reset=reset), True
-
-    def _compute_device(self, X) -> torch.device:
-        return compute_device(self.device, X)
+    def _compute_dtype(self) -> torch.dtype:
+        return _DTYPES[str(self.dtype).removeprefix("torch.")]
 
     def _rows_per_chunk(self, n_features: int, device: torch.device, dtype: torch.dtype) -> int:
+        """``batch_size``, or the rows of X in ``dtype`` that fill the chunk budget of ``device``."""
         if self.batch_size is not None:
             return int(self.batch_size)
-        budget = _CUDA_CHUNK_BYTES if device.type == "cuda" else _CPU_CHUNK_BYTES
-        return max(1, budget // (n_features * (torch.finfo(dtype).bits // 8)))
+        return chunk_rows(n_features * (torch.finfo(dtype).bits // 8), device)
 
 
-def _check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
-    """Sample weights (n,) float64: ones when None; finite, non-negative, one per row."""
-    if sample_weight is None:
-        return np.ones(n_samples)
-    if isinstance(sample_weight, torch.Tensor):
-        sample_weight = sample_weight.cpu().numpy()
-    weight = np.asarray(sample_weight, dtype=np.float64)
-    if weight.ndim == 0:
-        return np.full(n_samples, float(weight))
-    if weight.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight has shape {weight.shape}; expected ({n_samples},), one weight per row of X."
-        )
-    if not np.all(np.isfinite(weight)) or np.any(weight < 0):
-        raise ValueError("sample_weight must be finite and non-negative.")
-    if not np.any(weight > 0):
-        raise ValueError("sample_weight is zero everywhere; give at least one sample a positive weight.")
-    return weight
+# ----------------------------------------------------------------------------------------
+# Choosing C on a validation part
+# ----------------------------------------------------------------------------------------
+
+
+def _take_rows(X, rows: np.ndarray):
+    """The rows ``rows`` (indices) of X, copied: a numpy array, or a tensor on X's device."""
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(rows, device=X.device)]
+    return X[rows]
+
+
+def _stack_rows(X, X_val):
+    """The rows of X, then those of X_val, in one new array of X's kind, dtype and device."""
+    if isinstance(X, torch.Tensor):
+        return torch.cat([X, torch.as_tensor(X_val, dtype=X.dtype, device=X.device)])
+    return np.concatenate([X, np.asarray(_on_host(X_val), dtype=X.dtype)])
+
+
+def _on_host(X):
+    """A torch tensor as a numpy array on the host (what liblinear reads); numpy X unchanged."""
+    return X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
+
+
+class ValidatedLinearSVM(ClassifierMixin, BaseEstimator):
+    """Linear SVM (squared hinge, one-vs-rest) whose C is chosen by accuracy on a validation part.
+
+    ``fit(X, y, validation=(X_val, y_val))`` trains one SVM per C of ``Cs`` on X, in increasing
+    order of C, and scores each by its accuracy on (X_val, y_val); ``fit(X, y)`` first holds out a
+    stratified ``validation_fraction`` of the rows of X as the validation part. The C of the best
+    accuracy wins, the smallest C on ties. With ``refit`` it is then trained again on all rows (X,
+    and X_val when given); otherwise its model trained on the fit part is kept. A single C without
+    ``validation`` is trained on X whole, with nothing held out.
+
+    Solver: scikit-learn's ``LinearSVC`` (liblinear, ``dual="auto"``) when a float64 copy of all
+    rows (n x d x 8 bytes) fits in ``liblinear_max_bytes``, else :class:`LinearSVM` (torch,
+    float32 products, X read in chunks, CPU or CUDA); ``solver`` forces one. The torch solver is
+    warm-started: each C starts from the previous C's solution, and the refit from the chosen C's
+    (BENCHMARKS.md: the Fashion-MNIST end-to-end run).
+
+    Memory: checking X does not copy it (float32 and float64 arrays and ``np.memmap`` are read in
+    place, their finiteness tested chunk by chunk) and the torch solver reads X in place, so
+    ``refit=False`` with ``validation`` given copies no row. Two steps do copy rows into memory:
+    holding out a validation part (``validation=None`` and several Cs) copies the fit rows and
+    the validation rows, one copy of X in all; a refit with ``validation`` given trains on the
+    concatenation of X and X_val, a new array of all n + n_val rows (for a 2-GB memmapped X, over
+    2 GB of RAM). liblinear itself copies the rows of each fit to float64.
+
+    Parameters
+    ----------
+    Cs : sequence of float, default=(0.1, 1.0, 10.0)
+        Values of C (> 0) to choose from; tried in increasing order, each value once.
+    validation_fraction : float, default=0.1
+        Share of the rows held out, stratified by class, when ``validation`` is not given
+        (0 < validation_fraction < 1).
+    refit : bool, default=True
+        Train the chosen C again on all rows (X, plus X_val when ``validation`` is given); False
+        keeps the chosen C's model trained on the fit part.
+    solver : {"auto", "liblinear", "torch"}, default="auto"
+    liblinear_max_bytes : int, default=2 GiB
+        Largest float64 copy of all rows for which ``solver="auto"`` picks liblinear.
+    max_iter : int, default=1000
+        Iterations of each SVM fit, at most.
+    tol : float, default=1e-4
+        Tolerance of each SVM fit (:class:`LinearSVM`: relative duality gap).
+    device : str, torch.device or None, default=None
+        Device of the torch solver: None is the device of X when X is a tensor, else the CPU.
+    random_state : int or None, default=0
+        Seeds the held-out split (and liblinear).
+
+    Attributes
+    ----------
+    best_C_ : float
+        The chosen C.
+    validation_scores_ : dict {C: float}
+        Validation accuracy of each C, in increasing order of C; empty when nothing was scored
+        (a single C and no ``validation``).
+    fit_seconds_ : dict {C: float}
+        Wall time of each C's fit on the fit part, in seconds.
+    n_iter_ : dict {C: int}
+        Iterations of each C's fit on the fit part.
+    refit_seconds_ : float
+        Wall time of the refit, in seconds; set only when a refit ran.
+    estimator_ : LinearSVC or LinearSVM
+        The model that predicts: the refitted one, or the chosen C's model on the fit part.
+    solver_ : {"liblinear", "torch"}
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has string column names (a DataFrame).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> svm = ValidatedLinearSVM(Cs=(0.01, 1.0), refit=False, solver="torch")
+    >>> svm = svm.fit(X[:150], y[:150], validation=(X[150:], y[150:]))
+    >>> sorted(svm.validation_scores_) == [0.01, 1.0], svm.estimator_.C == svm.best_C_
+    (True, True)
+    """
+
+    def __init__(self, Cs=(0.1, 1.0, 10.0), *, validation_fraction=0.1, refit=True, solver="auto",
+                 liblinear_max_bytes=2 * 1024**3, max_iter=1000, tol=1e-4, device=None, random_state=0):
+        self.Cs = Cs
+        self.validation_fraction = validation_fraction
+        self.refit = refit
+        self.solver = solver
+        self.liblinear_max_bytes = liblinear_max_bytes
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X, y, *, validation=None):
+        """Choose C on the validation part and (``refit``) train it on all rows; returns self.
+
+        X (n, d): numpy array, ``np.memmap`` or torch tensor; y (n,): class labels;
+        ``validation``: None, or a pair (X_val (m, d), y_val (m,)) whose labels all occur in y.
+        """
+        Cs = self._check_params()
+        X, y, validation = self._validate_fit_input(X, y, validation)
+        self.solver_ = self._choose_solver(X, validation)
+        if self.solver_ == "liblinear":
+            X = _on_host(X)
+            validation = None if validation is None else (_on_host(validation[0]), validation[1])
+        if validation is not None:
+            X_fit, y_fit, X_val, y_val = X, y, *validation
+        elif len(Cs) > 1:
+            X_fit, y_fit, X_val, y_val = self._hold_out(X, y)
+        else:
+            X_fit, y_fit, X_val, y_val = X, y, None, None
+        self.__dict__.pop("refit_seconds_", None)  # from an earlier fit
+        chosen = self._sweep(Cs, X_fit, y_fit, X_val, y_val)
+        validated = X_val is not None
+        del X_fit, X_val  # the held-out copies, before the refit needs memory
+        self.best_C_ = chosen.C
+        self.estimator_ = self._refit(chosen, X, y, validation) if self.refit and validated else chosen
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def _sweep(self, Cs: list[float], X_fit, y_fit, X_val, y_val):
+        """The model of the best C, trained on the fit part; sets the per-C attributes.
+
+        One model, its C raised step by step (the torch solver starts each fit from the previous
+        solution); a copy is kept of each model that beats the best validation accuracy so far,
+        strictly, so the smallest C wins ties. Without a validation part (one C) its model.
+        """
+        model = self._make_svm(Cs[0])
+        chosen = None
+        self.validation_scores_, self.fit_seconds_, self.n_iter_ = {}, {}, {}
+        for C in Cs:
+            start = time.perf_counter()
+            model.set_params(C=C).fit(X_fit, y_fit)
+            self.fit_seconds_[C] = time.perf_counter() - start
+            self.n_iter_[C] = int(np.max(model.n_iter_))
+            if X_val is None:
+                return model
+            self.validation_scores_[C] = float(np.mean(model.predict(X_val) == y_val))
+            if chosen is None or self.validation_scores_[C] > self.validation_scores_[chosen.C]:
+                chosen = copy.deepcopy(model)
+        return chosen
+
+    def _refit(self, chosen, X, y, validation):
+        """The chosen C trained on all rows: X, or the rows of X and X_val stacked (a copy)."""
+        if validation is not None:
+            X, y = _stack_rows(X, validation[0]), np.concatenate([y, validation[1]])
+        model = chosen if self.solver_ == "torch" else self._make_svm(chosen.C)  # torch: warm start
+        start = time.perf_counter()
+        model.fit(X, y)
+        self.refit_seconds_ = time.perf_counter() - start
+        return model
+
+    def _make_svm(self, C: float):
+        if self.solver_ == "liblinear":
+            return LinearSVC(C=C, loss="squared_hinge", dual="auto", max_iter=self.max_iter, tol=self.tol,
+                             random_state=self.random_state)
+        return LinearSVM(C=C, max_iter=self.max_iter, tol=self.tol, device=self.device, warm_start=True,
+                         random_state=self.random_state)
+
+    def _hold_out(self, X, y):
+        """(X_fit, y_fit, X_val, y_val): a stratified ``validation_fraction`` of the rows held out;
+        both parts are copies of their rows, in the order of X."""
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=self.validation_fraction,
+                                          random_state=self.random_state)
+        try:
+            fit_rows, validation_rows = next(splitter.split(np.zeros((len(y), 1)), y))
+        except ValueError as error:
+            raise ValueError(
+                f"Cannot hold out a stratified validation_fraction={self.validation_fraction} of "
+                f"{len(y)} rows of {len(np.unique(y))} classes ({error}). Pass validation=(X_val, "
+                "y_val), more rows, another validation_fraction, or a single C."
+            ) from error
+        fit_rows.sort()
+        validation_rows.sort()
+        return _take_rows(X, fit_rows), y[fit_rows], _take_rows(X, validation_rows), y[validation_rows]
+
+    def _choose_solver(self, X, validation) -> str:
+        """``solver``; for "auto", liblinear when a float64 copy of all rows fits in
+        ``liblinear_max_bytes``, else torch."""
+        if self.solver != "auto":
+            return self.solver
+        n_rows = X.shape[0] + (0 if validation is None else validation[0].shape[0])
+        return "liblinear" if n_rows * X.shape[1] * 8 <= self.liblinear_max_bytes else "torch"
+
+    # ------------------------------------------------------------------ prediction
+
+    def decision_function(self, X):
+        """Scores of ``estimator_``: (n,) for two classes (> 0: ``classes_[1]``), else (n, n_classes)."""
+        X = self._validate_predict_input(X)
+        return self.estimator_.decision_function(X)
+
+    def predict(self, X):
+        """Class labels (n,) from ``classes_``, as ``estimator_`` predicts them."""
+        X = self._validate_predict_input(X)
+        return self.estimator_.predict(X)
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_params(self) -> list[float]:
+        """The distinct values of ``Cs`` in increasing order, once every parameter is checked."""
+        if isinstance(self.Cs, (str, bytes)) or not np.iterable(self.Cs):
+            raise ValueError(f"Cs must be a sequence of values of C, such as (0.1, 1.0, 10.0); got {self.Cs!r}.")
+        Cs = list(self.Cs)
+        if not Cs:
+            raise ValueError("Cs must hold at least one value of C, such as Cs=(0.1, 1.0, 10.0).")
+        for C in Cs:
+            _check_number("every C in Cs", C, positive=True)
+        fraction = self.validation_fraction
+        if not (isinstance(fraction, Real) and not isinstance(fraction, bool) and 0 < fraction < 1):
+            raise ValueError(f"validation_fraction must be a number between 0 and 1 (both excluded), got {fraction!r}.")
+        if not isinstance(self.refit, (bool, np.bool_)):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}.")
+        if not any(self.solver == name for name in _SOLVERS):
+            raise ValueError(f"solver must be 'auto', 'liblinear' or 'torch', got {self.solver!r}.")
+        _check_number("liblinear_max_bytes", self.liblinear_max_bytes, positive=False)
+        _check_integer("max_iter", self.max_iter, 1)
+        _check_number("tol", self.tol, positive=False)
+        resolve_device(self.device)
+        return sorted({float(C) for C in Cs})
+
+    def _validate_fit_input(self, X, y, validation):
+        """(X, y, validation): X and y checked as `LinearSVM` checks them (two classes at least);
+        ``validation`` None, or the pair checked likewise, of X's width, with labels of y only."""
+        X, y = _validate_features_and_labels(self, X, y, reset=True)
+        classes, _ = _check_classes(self, y)
+        if validation is None:
+            return X, y, None
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise ValueError(
+                "validation must be None or a pair (X_val, y_val) of validation rows and their labels; "
+                f"got {type(validation).__name__}."
+            )
+        try:
+            X_val, y_val = _validate_features_and_labels(self, *validation, reset=False)
+        except ValueError as error:
+            raise ValueError(f"validation=(X_val, y_val): {error}") from error
+        known = set(classes.tolist())
+        unseen = [label for label in np.unique(y_val).tolist() if label not in known]
+        if unseen:
+            raise ValueError(
+                f"validation=(X_val, y_val): y_val holds {len(unseen)} label(s) absent from y, such as "
+                f"{unseen[:5]}; the SVM predicts only the classes of y. Train on rows of every class, or "
+                "drop those validation rows."
+            )
+        return X, y, (X_val, y_val)
+
+    def _validate_predict_input(self, X):
+        check_is_fitted(self, "estimator_")
+        X, _ = _validate_features(self, X, reset=False)
+        return _on_host(X) if self.solver_ == "liblinear" else X

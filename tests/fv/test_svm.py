@@ -1,7 +1,9 @@
-"""fv.svm.LinearSVM: the same solution as liblinear (LinearSVC), chunked float32 input, the contract."""
+"""fv.svm: LinearSVM (the same solution as liblinear, chunked float32 input, the contract) and
+ValidatedLinearSVM (C chosen on a validation part, as a naive sweep chooses it)."""
 
 from __future__ import annotations
 
+import copy
 import tracemalloc
 import warnings
 
@@ -10,14 +12,14 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fv import svm
-from fv.svm import LinearSVM, squared_hinge_objective
+from fv.svm import LinearSVM, ValidatedLinearSVM, squared_hinge_objective
 
 TIGHT = dict(tol=1e-8, max_iter=5000)  # certified relative suboptimality 1e-8
 
@@ -287,14 +289,32 @@ def test_float32_chunks_are_views_of_x():
 # --------------------------------------------------------------------------- estimator contract
 
 
-@parametrize_with_checks(
-    [LinearSVM()],
-    expected_failed_checks=lambda est: {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "float32 products at tol=1e-4 agree to about 1e-6, not the check's 1e-7; "
-            "test_sample_weight_as_linearsvc_and_as_repeated_rows checks it at a tight tolerance"
+def expected_failed_checks(estimator) -> dict[str, str]:
+    """The scikit-learn checks each estimator is known to fail, and why."""
+    if isinstance(estimator, LinearSVM):
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "float32 products at tol=1e-4 agree to about 1e-6, not the check's 1e-7; "
+                "test_sample_weight_as_linearsvc_and_as_repeated_rows checks it at a tight tolerance"
+            )
+        }
+    return {
+        "check_non_transformer_estimators_n_iter": (
+            "n_iter_ is a dict {C: iterations}, one count per C of the sweep, which the check cannot "
+            "compare with 1; test_validated_attributes checks every count"
         )
-    },
+    }
+
+
+# The checks fit on 10 to 20 rows of up to 3 classes: a tenth of them holds out fewer rows than
+# classes (a clear error, tested in test_validated_tiny_hold_out_is_a_clear_error), half does not.
+@parametrize_with_checks(
+    [
+        LinearSVM(),
+        ValidatedLinearSVM(validation_fraction=0.5),  # liblinear ("auto" on small data)
+        ValidatedLinearSVM(validation_fraction=0.5, solver="torch"),
+    ],
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -448,11 +468,247 @@ def test_tensor_checks_are_shared_with_the_gmm():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_cuda_without_cuda_is_one_clear_error_for_both_estimators():
+def test_cuda_without_cuda_is_one_clear_error_for_every_estimator():
     from fv import DiagonalGMM
 
     X, y = make_problem(n=40, d=6, n_classes=3, dtype=np.float64)
     for model, fit in ((LinearSVM(device="cuda"), lambda m: m.fit(X, y)),
+                       (ValidatedLinearSVM(device="cuda"), lambda m: m.fit(X, y)),
                        (DiagonalGMM(2, device="cuda:0"), lambda m: m.fit(X))):
         with pytest.raises(ValueError, match=r"device='cuda(:0)?' was requested but CUDA is not available"):
             fit(model)
+
+
+# --------------------------------------------------------------------------- ValidatedLinearSVM
+
+
+def naive_sweep(X_fit, y_fit, X_val, y_val, Cs, tol, seed):
+    """The C search of the experiments, written out: one warm-started LinearSVM, C increasing, a copy
+    of each model whose validation accuracy beats the best so far strictly (smallest C on ties)."""
+    model = LinearSVM(tol=tol, max_iter=1000, warm_start=True, random_state=seed, device=None)
+    best, scores, iterations = None, {}, {}
+    for C in sorted(Cs):
+        model.set_params(C=C).fit(X_fit, y_fit)
+        accuracy = float(np.mean(model.predict(X_val) == y_val))
+        scores[C], iterations[C] = accuracy, model.n_iter_
+        if best is None or accuracy > best[0]:
+            best = (accuracy, C, copy.deepcopy(model))
+    return best, scores, iterations
+
+
+def on_disk(tmp_path, name, X):
+    """X written to a file and opened as a read-only float32 memmap (as the experiments pass it)."""
+    path = tmp_path / name
+    X.tofile(path)
+    return np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)
+
+
+@pytest.mark.parametrize("separation", [0.05, 3.0])  # noisy: C matters; separable: every C ties at 1.0
+def test_validated_sweep_is_the_naive_sweep_exactly(tmp_path, separation):
+    X, y = make_problem(n=500, d=60, n_classes=4, separation=separation, seed=31)
+    X_fit, X_val = on_disk(tmp_path, "fit.f32", X[:400]), on_disk(tmp_path, "val.f32", X[400:])
+    Cs = (10.0, 0.01, 1.0, 0.1)
+    (_, best_C, best), scores, iterations = naive_sweep(X_fit, y[:400], X_val, y[400:], Cs, tol=1e-3, seed=7)
+    model = ValidatedLinearSVM(Cs=Cs, refit=False, solver="torch", tol=1e-3, random_state=7)
+    model.fit(X_fit, y[:400], validation=(X_val, y[400:]))
+    assert model.best_C_ == best_C and model.solver_ == "torch"
+    assert list(model.validation_scores_.items()) == list(scores.items())  # same Cs, order and accuracies
+    assert model.n_iter_ == iterations
+    np.testing.assert_array_equal(model.estimator_.coef_, best.coef_)
+    np.testing.assert_array_equal(model.estimator_.intercept_, best.intercept_)
+    np.testing.assert_array_equal(model.predict(X_val), best.predict(X_val))
+    if separation > 1:
+        assert set(scores.values()) == {1.0} and model.best_C_ == min(Cs)  # the tie rule was exercised
+    else:
+        assert len(set(scores.values())) > 1  # the choice was a real one
+
+
+def test_validated_attributes():
+    X, y = make_problem(n=300, d=30, n_classes=3, separation=0.3, seed=32)
+    model = ValidatedLinearSVM(Cs=(1.0, 0.1, 1.0), solver="torch").fit(X[:200], y[:200], validation=(X[200:], y[200:]))
+    assert list(model.validation_scores_) == list(model.fit_seconds_) == list(model.n_iter_) == [0.1, 1.0]
+    assert all(0.0 <= score <= 1.0 for score in model.validation_scores_.values())
+    assert all(seconds >= 0.0 for seconds in model.fit_seconds_.values()) and model.refit_seconds_ >= 0.0
+    assert all(isinstance(n, int) and n >= 1 for n in model.n_iter_.values())
+    assert model.n_features_in_ == 30 and list(model.classes_) == [0, 1, 2]
+    assert isinstance(model.estimator_, LinearSVM) and model.estimator_.C == model.best_C_
+    assert model.best_C_ == max(model.validation_scores_, key=lambda C: (model.validation_scores_[C], -C))
+    model.set_params(refit=False).fit(X[:200], y[:200], validation=(X[200:], y[200:]))
+    assert not hasattr(model, "refit_seconds_")  # no refit ran this time
+
+
+def test_validated_refit_with_validation_trains_on_all_rows_from_the_chosen_solution():
+    X, y = make_problem(n=400, d=50, n_classes=3, separation=0.2, seed=33)
+    model = ValidatedLinearSVM(Cs=(0.01, 1.0, 100.0), solver="torch", tol=1e-7, max_iter=5000)
+    model.fit(X[:300], y[:300], validation=(X[300:], y[300:]))
+    cold = LinearSVM(C=model.best_C_, tol=1e-7, max_iter=5000).fit(X, y)  # all 400 rows
+    np.testing.assert_allclose(model.estimator_.objective_, cold.objective_, rtol=1e-6)
+    np.testing.assert_allclose(model.estimator_.objective_, naive_objective(
+        X, y, model.estimator_.coef_, model.estimator_.intercept_, model.best_C_), rtol=1e-6)
+    assert model.estimator_.n_iter_ < cold.n_iter_  # warm-started from the chosen C's solution
+
+
+def test_validated_liblinear_refit_and_hold_out_as_linearsvc():
+    X, y = make_problem(n=300, d=20, n_classes=3, separation=0.3, seed=34)
+    given = ValidatedLinearSVM(Cs=(0.01, 1.0), solver="liblinear").fit(X[:200], y[:200], validation=(X[200:], y[200:]))
+    reference = LinearSVC(C=given.best_C_, loss="squared_hinge", dual="auto", random_state=0).fit(X, y)
+    np.testing.assert_array_equal(given.estimator_.coef_, reference.coef_)  # refit on X and X_val
+    held_out = ValidatedLinearSVM(Cs=(0.01, 1.0), solver="liblinear", refit=False, validation_fraction=0.25).fit(X, y)
+    fit_rows, validation_rows = next(StratifiedShuffleSplit(1, test_size=0.25, random_state=0).split(X, y))
+    fit_rows, validation_rows = np.sort(fit_rows), np.sort(validation_rows)  # in the order of X
+    for C in (0.01, 1.0):
+        svc = LinearSVC(C=C, loss="squared_hinge", dual="auto", random_state=0).fit(X[fit_rows], y[fit_rows])
+        assert held_out.validation_scores_[C] == np.mean(svc.predict(X[validation_rows]) == y[validation_rows])
+        if C == held_out.best_C_:
+            np.testing.assert_array_equal(held_out.estimator_.coef_, svc.coef_)  # kept, not refitted
+
+
+@pytest.mark.parametrize("solver", ["liblinear", "torch"])
+def test_validated_single_c_holds_nothing_out(solver):
+    X, y = make_problem(n=200, d=20, n_classes=3, seed=35)
+    model = ValidatedLinearSVM(Cs=(0.5,), solver=solver).fit(X, y)
+    plain = (LinearSVC(C=0.5, dual="auto", random_state=0) if solver == "liblinear" else LinearSVM(C=0.5)).fit(X, y)
+    np.testing.assert_array_equal(model.estimator_.coef_, plain.coef_)  # trained on every row, once
+    assert model.best_C_ == 0.5 and model.validation_scores_ == {} and list(model.fit_seconds_) == [0.5]
+    assert not hasattr(model, "refit_seconds_")
+    scored = ValidatedLinearSVM(Cs=(0.5,), solver=solver, refit=False).fit(X[:150], y[:150], validation=(X[150:], y[150:]))
+    assert scored.validation_scores_ == {0.5: float(np.mean(scored.predict(X[150:]) == y[150:]))}
+
+
+def test_validated_tensors_lists_and_arrays_agree():
+    X, y = make_problem(n=300, d=20, n_classes=3, separation=0.3, seed=36)
+    arrays = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="torch").fit(X[:200], y[:200], validation=(X[200:], y[200:]))
+    tensors = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="torch", device="cpu").fit(
+        torch.from_numpy(X[:200]), torch.from_numpy(y[:200]), validation=(torch.from_numpy(X[200:]), y[200:]))
+    assert tensors.validation_scores_ == arrays.validation_scores_
+    np.testing.assert_allclose(tensors.estimator_.coef_, arrays.estimator_.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(tensors.predict(torch.from_numpy(X)), arrays.predict(X))
+    held_out = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="torch", validation_fraction=0.2)
+    from_tensor = held_out.fit(torch.from_numpy(X), y).estimator_.coef_
+    np.testing.assert_array_equal(from_tensor, held_out.fit(X, y).estimator_.coef_)
+    float64 = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="liblinear").fit(X.astype(np.float64), y)
+    lists = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="liblinear").fit(X.astype(np.float64).tolist(), y.tolist())
+    on_host = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="liblinear").fit(torch.from_numpy(X.astype(np.float64)), y)
+    np.testing.assert_array_equal(lists.estimator_.coef_, float64.estimator_.coef_)
+    np.testing.assert_array_equal(on_host.estimator_.coef_, float64.estimator_.coef_)
+    np.testing.assert_array_equal(on_host.predict(torch.from_numpy(X)), float64.predict(X))
+
+
+def test_validated_string_labels():
+    X, y = make_problem(n=300, d=20, n_classes=3, separation=0.5, seed=37)
+    labels = np.array(["cat", "dog", "emu"])[y]
+    model = ValidatedLinearSVM(Cs=(0.1, 1.0), solver="torch").fit(X[:200], labels[:200], validation=(X[200:], labels[200:]))
+    np.testing.assert_array_equal(model.classes_, ["cat", "dog", "emu"])
+    assert model.score(X[200:], labels[200:]) > 0.8
+
+
+def test_validated_sweep_never_copies_a_memmapped_x(tmp_path, monkeypatch):
+    """refit=False with a given validation part reads the float32 memmaps in place: the numpy
+    allocations of fit and predict (input checks and float64 score chunks included) stay far below
+    one copy of X. Chunks of 500 rows, as the chunk budget gives them for a larger X."""
+    monkeypatch.setattr(svm, "chunk_rows", lambda row_bytes, device: 500)
+    X, y = make_problem(n=20_000, d=128, n_classes=3, seed=38)
+    X_fit, X_val = on_disk(tmp_path, "fit.f32", X[:18_000]), on_disk(tmp_path, "val.f32", X[18_000:])
+    del X
+    model = ValidatedLinearSVM(Cs=(0.1, 1.0), refit=False, solver="torch", max_iter=3)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X_fit, y[:18_000], validation=(X_val, y[18_000:]))
+        model.predict(X_fit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    float32_copy = X_fit.nbytes
+    assert peak < 0.25 * float32_copy, f"peak {peak / 2**20:.1f} MiB for a {float32_copy / 2**20:.1f} MiB float32 X"
+
+
+def test_finiteness_is_checked_in_chunks_with_the_count_and_first_row(tmp_path, monkeypatch):
+    X = np.ones((50, 4), np.float32)
+    X[17, 2], X[17, 3], X[40, 0] = np.nan, np.inf, -np.inf
+    monkeypatch.setattr(svm, "chunk_rows", lambda row_bytes, device: 8)  # 7 chunks, two of them bad
+    with pytest.raises(ValueError, match=r"contains 3 NaN or infinite value\(s\), the first in row 17"):
+        svm._check_finite_rows(on_disk(tmp_path, "X.f32", X))
+    large = np.full((50, 4), 3e38, np.float32)  # finite, though the chunk sums overflow
+    svm._check_finite_rows(large)
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda X, y: ((X[:, 0], y), {}), "Expected 2D array"),
+        (lambda X, y: ((np.where(np.eye(*X.shape) > 0, np.nan, X), y), {}), "6 NaN or infinite"),
+        (lambda X, y: ((X, y[:-1]), {}), "inconsistent numbers of samples"),
+        (lambda X, y: ((X, np.zeros_like(y)), {}), "1 class"),
+        (lambda X, y: ((X, None), {}), "requires y"),
+        (lambda X, y: ((torch.from_numpy(X).fill_diagonal_(float("nan")), y), {}), "NaN or infinity"),
+        (lambda X, y: ((X, y), {"validation": X}), "a pair \\(X_val, y_val\\)"),
+        (lambda X, y: ((X, y), {"validation": (X[:, :5], y)}), "validation.*X has 5 features.*expecting 6"),
+        (lambda X, y: ((X, y), {"validation": (X, y[:-1])}), "validation.*inconsistent numbers of samples"),
+        (lambda X, y: ((X, y), {"validation": (np.full_like(X, np.inf), y)}), "validation.*infinite"),
+        (lambda X, y: ((X, y), {"validation": (X[:3], [0, 1, 7])}), "validation.*1 label\\(s\\) absent from y.*\\[7\\]"),
+        (lambda X, y: ((X, y), {"validation": (torch.from_numpy(X[:, :5]), y)}), "validation.*5 features"),
+    ],
+)
+def test_validated_invalid_input_is_named(make_input, message):
+    X, y = make_problem(n=40, d=6, n_classes=3)
+    args, kwargs = make_input(X, y)
+    with pytest.raises(ValueError, match=message):
+        ValidatedLinearSVM(Cs=(0.1, 1.0), validation_fraction=0.5).fit(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(Cs=()), "Cs must hold at least one"),
+        (dict(Cs=1.0), "Cs must be a sequence"),
+        (dict(Cs=(1.0, -1.0)), "every C in Cs must be a positive"),
+        (dict(Cs=(1.0, float("inf"))), "every C in Cs must be a positive"),
+        (dict(validation_fraction=0.0), "validation_fraction must be a number between 0 and 1"),
+        (dict(validation_fraction=1.5), "validation_fraction must be a number between 0 and 1"),
+        (dict(refit="yes"), "refit must be True or False"),
+        (dict(solver="sgd"), "solver must be 'auto', 'liblinear' or 'torch'"),
+        (dict(max_iter=0), "max_iter must be an integer >= 1"),
+        (dict(tol=-1.0), "tol must be a non-negative"),
+        (dict(liblinear_max_bytes=-1), "liblinear_max_bytes must be a non-negative"),
+        (dict(device="tpu"), "device='tpu' is not a device"),
+    ],
+)
+def test_validated_invalid_parameters_are_named(params, message):
+    X, y = make_problem(n=40, d=6, n_classes=3)
+    with pytest.raises(ValueError, match=message):
+        ValidatedLinearSVM(**params).fit(X, y)
+
+
+def test_validated_tiny_hold_out_is_a_clear_error():
+    X, y = make_problem(n=20, d=6, n_classes=3)
+    with pytest.raises(ValueError, match="Cannot hold out a stratified validation_fraction=0.1 of 20 rows of 3 classes"):
+        ValidatedLinearSVM().fit(X, y)
+
+
+def test_validated_auto_solver_counts_the_validation_rows():
+    X, y = make_problem(n=60, d=10, n_classes=3)
+    budget = 60 * 10 * 8  # bytes of a float64 copy of the 60 rows
+    assert ValidatedLinearSVM(Cs=(1.0,), liblinear_max_bytes=budget).fit(X, y).solver_ == "liblinear"
+    model = ValidatedLinearSVM(Cs=(1.0,), liblinear_max_bytes=budget - 1)
+    assert model.fit(X, y).solver_ == "torch"
+    assert ValidatedLinearSVM(Cs=(1.0,), liblinear_max_bytes=budget).fit(
+        X[:40], y[:40], validation=(X[40:], y[40:])).solver_ == "liblinear"
+    assert ValidatedLinearSVM(Cs=(1.0,), liblinear_max_bytes=budget - 1).fit(
+        X[:40], y[:40], validation=(X[40:], y[40:])).solver_ == "torch"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_validated_cuda_same_choice_as_cpu(as_tensor):
+    X, y = make_problem(n=800, d=100, n_classes=4, separation=0.1, seed=39)
+    cpu = ValidatedLinearSVM(Cs=(0.01, 1.0), solver="torch", **TIGHT).fit(X[:600], y[:600], validation=(X[600:], y[600:]))
+    X_in = torch.from_numpy(X).cuda() if as_tensor else X
+    gpu = ValidatedLinearSVM(Cs=(0.01, 1.0), solver="torch", device=None if as_tensor else "cuda", **TIGHT)
+    gpu.fit(X_in[:600], y[:600], validation=(X_in[600:], y[600:]))
+    assert set(gpu.validation_scores_) == set(cpu.validation_scores_)
+    for C, score in cpu.validation_scores_.items():
+        assert abs(gpu.validation_scores_[C] - score) <= 2 / 200  # a row or two may flip near the boundary
+    assert np.linalg.norm(gpu.estimator_.coef_ - cpu.estimator_.coef_) <= 1e-4 * np.linalg.norm(cpu.estimator_.coef_)
+    assert np.mean(np.asarray(gpu.predict(X_in)) == cpu.predict(X)) >= 0.99
