@@ -10,6 +10,7 @@ A library: no command line and no knowledge of data sets (those live in ``experi
 
 from .dsift import dsift, dsift_grid, phow
 from .encoder import FisherVectorEncoder, ValidatedLinearSVM, encode_to_file, make_pipeline, root_sift
+from .complexity import complexity
 from .fisher import (
     fisher_information,
     fisher_kernel,
@@ -20,14 +21,14 @@ from .fisher import (
     spatial_pyramid_fisher_vector,
     spatial_pyramid_fisher_vectors,
 )
-from .gmm import DiagonalGMM
+from .gmm import DiagonalGMM, GMMParameters
 from .svm import LinearSVM
 
 __all__ = [
     "dsift", "dsift_grid", "phow", "root_sift",
-    "DiagonalGMM",
+    "DiagonalGMM", "GMMParameters",
     "fisher_vector", "fisher_vectors", "fisher_score", "fisher_information", "fisher_kernel",
     "spatial_pyramid_cells", "spatial_pyramid_fisher_vector", "spatial_pyramid_fisher_vectors",
     "LinearSVM", "ValidatedLinearSVM",
-    "FisherVectorEncoder", "make_pipeline", "encode_to_file",
+    "FisherVectorEncoder", "make_pipeline", "encode_to_file", "complexity",
 ]
