@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import fv_vs_alexnet as exp
+from experiments import protocol
 from experiments.run import main, run_experiment
 from tests.formats import write_idx
 
@@ -67,6 +68,13 @@ def test_smoke_run_writes_every_table_and_the_plot(tiny_fashion, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert [d["split"] for d in manifest["datasets"]] == ["train", "test"]
+    plan = manifest["plan"]  # every decision, spelt out: not just "preset smoke"
+    assert plan["data"]["n_train"] == 600 and plan["fv"]["encoder"]["sizes"] == [4, 8]
+    assert plan["fv"]["Cs"] == [1.0] and plan["fv"]["encoder"]["color"] == "gray"
+    (cnn,) = plan["cnn"]
+    assert cnn["model"] == "alexnet_small" and cnn["model_options"] == {"lrn": False}
+    assert cnn["train"]["epochs"] == 1 and cnn["train"]["batch_size"] == 64
+    assert cnn["train"]["precision"] in ("bf16", "fp32") and cnn["train"]["device"] == "cpu"
 
     rows = read_csv(out / "results.csv")
     assert [r["method"] for r in rows] == ["fv", "fv_pyramid", "alexnet"]
@@ -96,6 +104,36 @@ def test_smoke_run_writes_every_table_and_the_plot(tiny_fashion, tmp_path):
     published = {r["method"]: r for r in read_csv(out / "published.csv")}
     assert published["SIFT + FVs (runner-up, team ISI)"]["top5_error"] == "0.262"
     assert published["AlexNet, 7 CNNs (winner, SuperVision)"]["top5_error"] == "0.153"
+
+
+DETERMINISTIC = ("method", "seed", "n_train", "n_val", "n_test", "top1_accuracy", "top5_accuracy", "selected",
+                 "val_top1", "feature_dim", "params", "mult_adds")
+
+
+def test_a_run_is_redone_from_its_manifest_alone(tiny_fashion, tmp_path, capsys):
+    first_dir, _ = run_experiment("fv_vs_alexnet", config(tiny_fashion, tmp_path, cache_dir=""),
+                                  out_root=tmp_path / "r", quiet=True)
+    code = main(["--rerun", str(first_dir / "manifest.json"), "--out", str(tmp_path / "r"), "--run-id", "again",
+                 "--quiet"])
+    assert code == 0
+    second_dir = tmp_path / "r" / "fv_vs_alexnet" / "again"
+    first, second = read_csv(first_dir / "results.csv"), read_csv(second_dir / "results.csv")
+    assert [r["method"] for r in second] == ["fv", "fv_pyramid", "alexnet"]
+    assert [{k: r[k] for k in DETERMINISTIC} for r in first] == [{k: r[k] for k in DETERMINISTIC} for r in second]
+    manifest = json.loads((second_dir / "manifest.json").read_text())
+    original = json.loads((first_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["rerun_of"] == str(first_dir / "manifest.json")
+    assert manifest["plan"] == original["plan"] and manifest["config"] is None
+
+
+def test_rerun_refuses_what_is_not_a_manifest(tmp_path, capsys):
+    (tmp_path / "m.json").write_text(json.dumps({"experiment": "fv_vs_alexnet", "plan": {"preset": "smoke"}}))
+    with pytest.raises(SystemExit):
+        main(["--rerun", str(tmp_path / "m.json")])
+    assert "does not fit fv_vs_alexnet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--rerun", str(tmp_path / "missing.json")])
+    assert "cannot read a manifest" in capsys.readouterr().err
 
 
 def test_features_are_cached_and_reused(tiny_fashion, tmp_path):
@@ -155,6 +193,7 @@ def test_image_folder_needs_a_size(isolated_data, tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(methods=["svm"]), "unknown methods"),
+    (dict(model="lenet"), "unknown model"),
     (dict(methods=[]), "no method"),
     (dict(seeds=0), "--seeds"),
     (dict(n_train=0), "--n-train"),
@@ -193,34 +232,69 @@ def test_topk_accuracy_against_a_loop():
     scores, labels = rng.normal(size=(200, 7)), rng.integers(0, 7, 200)
     for k in (1, 3, 5, 9):
         expected = np.mean([labels[i] in np.argsort(-scores[i])[:min(k, 7)] for i in range(200)])
-        assert exp.topk_accuracy(scores, labels, k) == pytest.approx(expected)
+        assert protocol.topk_accuracy(scores, labels, k) == pytest.approx(expected)
 
 
-def test_whole_image_slice_is_the_unpyramided_fisher_vector():
-    from fv.encoder import FisherVectorEncoder
+def test_presets_are_typed_and_checked_when_built():
+    from cnn.train import TrainConfig
 
-    rng = np.random.default_rng(4)
-    images, _ = gratings(rng, 40)
-    params = dict(scale=2.0, sizes=(4, 8), step=4, pca_components=8, n_components=4, n_fit_descriptors=5000,
-                  n_fit_images=40, gmm_max_iter=10, random_state=0)
-    pyramid = FisherVectorEncoder(pyramid=((1, 1), (2, 2)), **params).fit(images)
-    whole = FisherVectorEncoder(pyramid=None, **params).fit(images)
-    F_pyr, F_whole = pyramid.transform(images), whole.transform(images)
-    np.testing.assert_allclose(exp._whole_image(F_pyr, F_whole.shape[1]), F_whole, atol=1e-6)
-
-
-def test_fv_mult_adds_by_hand():
-    # N=10 descriptors of 128 dims -> D=4, K=2, one level, 3 classes, FV dim 16, 100 pixels, bin size 6
-    sift = (2 * (2 * 4 + 1) + 12 + 16 * 6) * 100 + 512 * 10
-    expected = sift + 10 * 128 * 4 + 2 * 10 * 2 * 4 + 2 * 10 * 2 * 4 + 3 * 16
-    assert exp.fv_mult_adds(10, 128, 4, 2, 1, 3, 16, 100, (6,)) == expected
-
-
-def test_presets_and_settings():
     assert set(exp.PRESETS) == {"smoke", "quick", "full"}
     assert exp.PRESETS["full"].n_train is None and exp.PRESETS["full"].n_test is None
     assert exp.Config().preset == "quick" and exp.Config().dataset == "fashion-mnist"
-    split = exp.Split("x", ("a", "b"), (np.zeros((4, 96, 96, 3), np.uint8), np.zeros(4)), None, None, {})
-    settings = exp.fv_settings(split, exp.PRESETS["full"], "auto")
-    assert settings["color"] == "opponent" and settings["scale"] == 1.0  # large RGB images
-    assert exp.cnn_setup(split) == ("alexnet", 224)
+    for preset in exp.PRESETS.values():
+        assert isinstance(preset.cnn, TrainConfig)
+        assert preset.fv_small["scale"] == 2.0 and preset.fv_large["scale"] == 1.0
+    assert exp.PRESETS["quick"].cnn.epochs == 6 and exp.PRESETS["quick"].cnn.lr == exp.CNN_RECIPE.lr
+    # a misspelt setting fails where the settings are written, not in the middle of a run
+    with pytest.raises(TypeError, match="n_component"):
+        exp.encoder_params(n_component=8)
+    with pytest.raises(TypeError, match="epoch"):
+        exp._preset(10, 10, Cs=(1.0,), epoch=3)
+
+
+def _split(shape, n_classes=2, name="x"):
+    images = np.zeros((4, *shape), np.uint8)
+    labels = np.arange(4) % n_classes
+    return exp.Split(name, tuple("ab"[:n_classes]), (images, labels), (images, labels), (images, labels), {})
+
+
+def test_plan_for_large_rgb_images():
+    plan = exp.resolve(exp.Config(device="cpu", preset="full"), _split((96, 96, 3)))
+    assert plan.fv.encoder["color"] == "opponent" and plan.fv.encoder["scale"] == 1.0
+    assert plan.fv.encoder["n_fit_images"] == 4  # capped at the fit images
+    (cnn,) = plan.cnn
+    assert (cnn.method, cnn.model, cnn.train.input_size) == ("alexnet", "alexnet", 224)
+    assert cnn.train.precision in ("bf16", "fp32") and cnn.train.device == "cpu" and cnn.train.flip
+
+
+def test_plan_round_trips_through_json():
+    import json as json_module
+
+    from experiments import plan as plans
+
+    plan = exp.resolve(exp.Config(device="cpu", preset="smoke", reference=True, dataset="mnist"),
+                        _split((28, 28), name="mnist"))
+    assert [c.model for c in plan.cnn] == ["alexnet_small", "alexnet"]
+    assert not plan.cnn[0].train.flip  # digits: no flip
+    data = json_module.loads(json_module.dumps(plans.to_dict(plan)))
+    assert plans.from_dict(exp.Plan, data) == plan
+    data["fv"]["svm_tol"] = "small"
+    with pytest.raises(plans.PlanError, match="fv.svm_tol"):
+        plans.from_dict(exp.Plan, data)
+
+
+def test_model_option_trains_any_registered_model_that_fits(tiny_fashion, tmp_path):
+    out, tables = run_experiment("fv_vs_alexnet", config(tiny_fashion, tmp_path, methods=["cnn"], model="mobilenet_v2"),
+                                 out_root=tmp_path / "r", quiet=True)
+    (row,) = tables["results"]
+    assert row["method"] == "mobilenet_v2" and row["model"] == "mobilenet_v2"
+    assert row["params"] == 2_236_106  # cnn.complexity of MobileNet v2, 1 input channel, 10 classes
+    assert (out / "mobilenet_v2-seed0.jsonl").exists()
+
+
+def test_model_option_names_models_that_do_not_fit(tiny_fashion, tmp_path):
+    with pytest.raises(ValueError, match="'inception_v3' does not accept 1-channel 28 x 28 images"):
+        run_experiment("fv_vs_alexnet", config(tiny_fashion, tmp_path, methods=["cnn"], model="inception_v3"),
+                       out_root=tmp_path / "r", quiet=True)
+    with pytest.raises(ValueError, match="--lrn applies to alexnet only"):
+        exp.check_config(exp.Config(model="mobilenet_v2", lrn=True))
