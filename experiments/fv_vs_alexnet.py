@@ -46,15 +46,15 @@ from cnn.train import TrainConfig, resolve_device, resolve_precision
 from fv import FisherVectorEncoder
 
 from . import datasets as ds
-from .protocol import (CNNPlan, DataPlan, FVPlan, Split, check_model, cnn_row, fv_rows, load_split,
+from .protocol import (CNNPlan, DataPlan, FeatureCache, FVPlan, Split, check_model, cnn_row, fv_rows, load_split,
                        model_input_shape, plot, summarise)
 
 DESCRIPTION = "SIFT + Fisher vectors + linear SVM against AlexNet on one data set (the 2012 comparison)"
 
 # --------------------------------------------------------------------------- settings (typed, checked at import)
 
-#: Parameters of the encoder that only say where and how fast it computes, not what.
-_COMPUTE_ONLY = ("n_jobs", "backend", "batch_size", "device", "verbose", "random_state")
+#: Parameters of the encoder that the plan sets elsewhere: where and how fast it computes, and the seed.
+_COMPUTE_ONLY = (*FeatureCache.COMPUTE_ONLY, "random_state")
 
 
 def encoder_params(**params) -> dict:

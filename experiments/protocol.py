@@ -188,9 +188,12 @@ class FeatureCache:
     """
 
     VERSION = 2  # of the layout; a change makes a new key, so old entries are never read
+    #: Encoder parameters that say only where and how fast it computes (same vectors): not in the key.
+    COMPUTE_ONLY = ("n_jobs", "backend", "batch_size", "device", "verbose")
 
     def __init__(self, root: str | None, split: Split, params: dict, seed: int):
-        material = {"dataset": split.name, "fit": split.checksums["fit"], "params": params, "seed": seed,
+        what = {k: v for k, v in params.items() if k not in self.COMPUTE_ONLY}
+        material = {"dataset": split.name, "fit": split.checksums["fit"], "params": what, "seed": seed,
                     "version": self.VERSION}
         self.key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
         self._tmp = None

@@ -148,6 +148,10 @@ def test_features_are_cached_and_reused(tiny_fashion, tmp_path):
     a, b = first["results"][0], second["results"][0]
     assert (a["features_cached"], b["features_cached"]) == (False, True)
     assert a["top1_accuracy"] == b["top1_accuracy"] and a["train_seconds"] > 0
+    # how many workers compute the features does not change them: the entry is reused
+    _, third = run_experiment("fv_vs_alexnet", config(tiny_fashion, tmp_path, methods=["fv"], jobs=2),
+                              out_root=tmp_path / "r", quiet=True)
+    assert third["results"][0]["features_cached"] is True
     # another FV configuration or another seed gets its own entry
     run_experiment("fv_vs_alexnet", config(tiny_fashion, tmp_path, methods=["fv"], seeds=2),
                    out_root=tmp_path / "r", quiet=True)
